@@ -1,0 +1,38 @@
+# Two commands on a fresh machine:
+#   make pipeline   install everything, then run the whole pipeline (dvc repro)
+#   make test       install everything, then run the test suite
+# Offline (no internet): make pipeline MIRROR=../shared/data  serves the mirror on 127.0.0.1.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+MIRROR ?=
+MIRROR_PORT ?= 8765
+PYTEST_ARGS ?=
+
+.PHONY: install pipeline test clean-venv
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+pipeline: install
+ifneq ($(MIRROR),)
+	@set -e; \
+	$(BIN)/elmo serve-dir $(MIRROR) --port $(MIRROR_PORT) & srv=$$!; \
+	trap "kill $$srv 2>/dev/null" EXIT; sleep 1; \
+	$(BIN)/elmo params set crawl.source=http://127.0.0.1:$(MIRROR_PORT)/petitions_archive/; \
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro
+else
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro
+endif
+
+test: install
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean-venv:
+	rm -rf $(VENV)

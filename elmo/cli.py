@@ -1,0 +1,107 @@
+"""The ``elmo`` command: one sub-command per stage (what dvc.yaml runs), plus tools.
+
+Every stage command reads params.yaml (``--params`` to use another file) from the current
+directory, which is the workspace root; the same function runs under DVC and Prefect.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from elmo.params import DEFAULT_PARAMS_FILE
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+params_app = typer.Typer(no_args_is_help=True, help="Show or change params.yaml (validated).")
+app.add_typer(params_app, name="params")
+
+ParamsOpt = typer.Option(DEFAULT_PARAMS_FILE, "--params", "-p", help="params file")
+
+
+def _fail(err: BaseException) -> None:
+    typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+def run_stage(name: str, params_file: str = DEFAULT_PARAMS_FILE, root: Path | None = None) -> dict:
+    """Load params, run ``elmo.stages.<name>.run`` and return its report (the one entry point)."""
+    from elmo.params import load_params
+
+    params = load_params(params_file)
+    module = importlib.import_module(f"elmo.stages.{name}")
+    return module.run(params, Path(root or Path.cwd()))
+
+
+def _stage_command(name: str, help_text: str) -> None:
+    def command(params: str = ParamsOpt) -> None:
+        from elmo.errors import USER_ERRORS
+
+        try:
+            report = run_stage(name, params)
+        except USER_ERRORS as err:
+            _fail(err)
+        typer.echo(json.dumps(report, ensure_ascii=False, indent=2, default=str))
+
+    command.__doc__ = help_text
+    app.command(name)(command)
+
+
+_stage_command("crawl", "Download the petitions archive months (resumable, verified).")
+_stage_command("clean", "Normalise, deduplicate, quarantine and split the petitions (polars).")
+_stage_command("tokenize", "Sentence-split and morphologically analyse the petitions.")
+_stage_command("vocab", "Build word and character vocabularies and the training arrays.")
+_stage_command("pretrain", "Train the biLM (char-CNN, 2-layer LSTMs per direction, tied softmax).")
+_stage_command("finetune", "Finetune an ELMo classifier on KLUE YNAT (frozen biLM).")
+_stage_command("register", "Register the models in MLflow; move `champion` only on improvement.")
+
+
+@params_app.command("show")
+def params_show(params: str = ParamsOpt) -> None:
+    """Print the validated params, defaults filled in."""
+    from elmo.params import load_params
+
+    try:
+        p = load_params(params)
+    except Exception as err:  # noqa: BLE001 - ParamsError
+        _fail(err)
+    typer.echo(json.dumps(p.model_dump(), ensure_ascii=False, indent=2))
+
+
+@params_app.command("set")
+def params_set(assignments: list[str], params: str = ParamsOpt) -> None:
+    """Set dotted.key=value pairs in params.yaml (validated before writing)."""
+    from elmo.params import ParamsError, set_params
+
+    try:
+        set_params(params, assignments)
+    except ParamsError as err:
+        _fail(err)
+    typer.echo(f"updated {params}: {' '.join(assignments)}")
+
+
+@app.command("serve-dir")
+def serve_dir(
+    directory: Path,
+    port: int = typer.Option(8765, help="port on 127.0.0.1"),
+) -> None:
+    """Serve a local directory (e.g. the offline mirror) over HTTP on 127.0.0.1 until interrupted."""
+    from elmo.httpserve import serve_directory
+
+    if not directory.is_dir():
+        _fail(FileNotFoundError(f"{directory}: not a directory"))
+    with serve_directory(directory, port=port) as url:
+        typer.echo(f"serving {directory} at {url}", err=True)
+        try:
+            import threading
+
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+
+
+def main() -> None:  # pragma: no cover - console entry
+    sys.exit(app())

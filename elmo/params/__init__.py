@@ -1,0 +1,120 @@
+"""Typed, validated access to ``params.yaml``.
+
+One section per stage; each section is a pydantic model in its own module of this package.
+Unknown keys and wrong types are rejected with a message that names the file and the dotted key::
+
+    params.yaml: clean.valid_fraction: Input should be a valid number (got 'x')
+
+Usage::
+
+    from elmo.params import load_params
+    p = load_params("params.yaml")
+    p.crawl.source
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import warnings
+
+import yaml
+from pydantic import ValidationError
+
+from elmo.params.base import ParamsError, Section
+from elmo.params.crawl import CrawlParams
+from elmo.params.clean import CleanParams
+from elmo.params.tokenize import TokenizeParams
+from elmo.params.vocab import VocabParams
+from elmo.params.pretrain import PretrainParams
+from elmo.params.finetune import FinetuneParams
+from elmo.params.register import RegisterParams
+from elmo.params.flows import FlowsParams
+
+DEFAULT_PARAMS_FILE = "params.yaml"
+
+
+with warnings.catch_warnings():
+    # `register` shadows ABCMeta.register on the class only; instances read the field as usual.
+    warnings.filterwarnings("ignore", message='Field name "register"')
+
+    class Params(Section):
+        """The whole of params.yaml."""
+
+        seed: int = 1234
+        crawl: CrawlParams = CrawlParams()
+        clean: CleanParams = CleanParams()
+        tokenize: TokenizeParams = TokenizeParams()
+        vocab: VocabParams = VocabParams()
+        pretrain: PretrainParams = PretrainParams()
+        finetune: FinetuneParams = FinetuneParams()
+        register: RegisterParams = RegisterParams()
+        flows: FlowsParams = FlowsParams()
+
+
+def _format_errors(path: Path, err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (not a parameter of this section; check its spelling)"
+        elif "input" in e and not isinstance(e["input"], (dict, list)):
+            msg = f"{msg} (got {e['input']!r})"
+        lines.append(f"{path}: {key}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_params(data: dict[str, Any], path: str | Path = DEFAULT_PARAMS_FILE) -> Params:
+    """Validate an already-parsed mapping; errors name ``path`` and the dotted key."""
+    path = Path(path)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ParamsError(f"{path}: the top level must be a mapping of sections, got {type(data).__name__}")
+    try:
+        return Params.model_validate(data)
+    except ValidationError as err:
+        raise ParamsError(_format_errors(path, err)) from None
+
+
+def load_params(path: str | Path = DEFAULT_PARAMS_FILE) -> Params:
+    """Read and validate params.yaml. Raises :class:`ParamsError` naming the file and key."""
+    path = Path(path)
+    if not path.exists():
+        raise ParamsError(f"{path}: no such params file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML: {err}") from None
+    return parse_params(data, path)
+
+
+def set_params(path: str | Path, assignments: list[str]) -> Params:
+    """Apply ``dotted.key=value`` assignments (values parsed as YAML) to a params file.
+
+    The result is validated before the file is rewritten (atomically), so a bad assignment leaves
+    the file unchanged. Comments are not preserved in the sections that change.
+    """
+    from elmo.io import atomic_write_text
+
+    path = Path(path)
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    for a in assignments:
+        if "=" not in a:
+            raise ParamsError(f"{a!r}: expected dotted.key=value")
+        key, raw = a.split("=", 1)
+        node = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ParamsError(f"{path}: {key}: {part} is not a section")
+        node[parts[-1]] = yaml.safe_load(raw)
+    params = parse_params(data, path)
+    atomic_write_text(path, yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
+    return params
+
+
+__all__ = ["Params", "ParamsError", "load_params", "parse_params", "set_params", "DEFAULT_PARAMS_FILE"]

@@ -1,0 +1,74 @@
+"""params.yaml is loaded through typed models that name the bad key and the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from elmo.params import ParamsError, load_params, parse_params, set_params
+
+
+def test_repository_params_validate(repo_root: Path) -> None:
+    p = load_params(repo_root / "params.yaml")
+    assert p.crawl.out_dir == p.clean.in_dir  # clean reads what crawl writes
+
+
+def test_unknown_key_is_named_with_file(tmp_path: Path) -> None:
+    f = tmp_path / "params.yaml"
+    f.write_text("clean:\n  valid_fraktion: 0.1\n")
+    with pytest.raises(ParamsError) as e:
+        load_params(f)
+    assert str(f) in str(e.value) and "clean.valid_fraktion" in str(e.value) and "unknown key" in str(e.value)
+
+
+def test_unknown_section_is_named() -> None:
+    with pytest.raises(ParamsError, match="cleen: unknown key"):
+        parse_params({"cleen": {}})
+
+
+def test_wrong_type_names_key_and_value(tmp_path: Path) -> None:
+    f = tmp_path / "p.yaml"
+    f.write_text("crawl:\n  concurrency: lots\n")
+    with pytest.raises(ParamsError, match=r"p.yaml: crawl.concurrency: .*'lots'"):
+        load_params(f)
+
+
+def test_out_of_range_is_rejected() -> None:
+    with pytest.raises(ParamsError, match="clean.valid_fraction"):
+        parse_params({"clean": {"valid_fraction": 1.5}})
+
+
+def test_missing_and_malformed_files(tmp_path: Path) -> None:
+    with pytest.raises(ParamsError, match="no such params file"):
+        load_params(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("crawl: [unclosed\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(bad)
+
+
+def test_set_params_validates_before_writing(tmp_path: Path, repo_root: Path) -> None:
+    f = tmp_path / "params.yaml"
+    f.write_text((repo_root / "params.yaml").read_text())
+    set_params(f, ["clean.valid_fraction=0.1", "crawl.months=[2019-04]"])
+    data = yaml.safe_load(f.read_text())
+    assert data["clean"]["valid_fraction"] == 0.1 and data["crawl"]["months"] == ["2019-04"]
+    before = f.read_text()
+    with pytest.raises(ParamsError, match="clean.valid_fraction"):
+        set_params(f, ["clean.valid_fraction=2"])
+    assert f.read_text() == before
+
+
+def test_dvc_stage_commands_are_the_cli(repo_root: Path) -> None:
+    """Each dvc.yaml stage runs exactly `elmo <stage>`, and that CLI command exists."""
+    from typer.main import get_command
+
+    from elmo.cli import app
+
+    stages = yaml.safe_load((repo_root / "dvc.yaml").read_text())["stages"]
+    commands = set(get_command(app).commands)  # type: ignore[attr-defined]
+    for name, stage in stages.items():
+        assert stage["cmd"] == f"elmo {name}", name
+        assert name in commands, name
