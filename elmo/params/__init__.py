@@ -31,6 +31,7 @@ from elmo.params.pretrain import PretrainParams
 from elmo.params.finetune import FinetuneParams
 from elmo.params.register import RegisterParams
 from elmo.params.flows import FlowsParams
+from elmo.params.mlflow import MlflowParams
 
 DEFAULT_PARAMS_FILE = "params.yaml"
 
@@ -43,6 +44,7 @@ with warnings.catch_warnings():
         """The whole of params.yaml."""
 
         seed: int = 1234
+        mlflow: MlflowParams = MlflowParams()
         crawl: CrawlParams = CrawlParams()
         clean: CleanParams = CleanParams()
         tokenize: TokenizeParams = TokenizeParams()

@@ -1,0 +1,11 @@
+"""Where MLflow tracks runs and keeps the registry (used by pretrain, finetune and register)."""
+
+from __future__ import annotations
+
+from elmo.params.base import Section
+
+
+class MlflowParams(Section):
+    tracking_uri: str = "sqlite:///mlflow.db"  # relative sqlite paths are resolved against the workspace
+    artifact_root: str = "mlartifacts"  # directory for run artifacts (relative to the workspace)
+    experiment: str = "elmo-ko"

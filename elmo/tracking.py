@@ -1,0 +1,76 @@
+"""The thin adapter to MLflow tracking: every pretrain/finetune run is an MLflow run.
+
+The tracking store is SQLite (``mlflow.tracking_uri`` in params.yaml, relative paths resolved
+against the workspace root); artifacts go to ``mlflow.artifact_root``. Nothing else in the
+library imports mlflow for tracking.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from elmo.params.mlflow import MlflowParams
+
+
+def resolve_tracking_uri(p: MlflowParams, root: Path) -> str:
+    uri = p.tracking_uri
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        rel = uri[len("sqlite:///"):]
+        return "sqlite:///" + str((Path(root) / rel).resolve())
+    return uri
+
+
+def configure(p: MlflowParams, root: Path):
+    """Point mlflow at the project's store; returns the experiment id (created if missing)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(resolve_tracking_uri(p, root))
+    exp = mlflow.get_experiment_by_name(p.experiment)
+    if exp is None:
+        artifacts = (Path(root) / p.artifact_root).resolve()
+        artifacts.mkdir(parents=True, exist_ok=True)
+        return mlflow.create_experiment(p.experiment, artifact_location=artifacts.as_uri())
+    return exp.experiment_id
+
+
+def git_commit(root: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+@contextlib.contextmanager
+def start_run(p: MlflowParams, root: Path, *, stage: str, params: dict[str, Any] | None = None,
+              run_name: str | None = None) -> Iterator[Any]:
+    """Open an MLflow run tagged with the stage and git commit, logging ``params`` flattened."""
+    import mlflow
+
+    exp_id = configure(p, root)
+    tags = {"elmo.stage": stage}
+    commit = git_commit(root)
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    with mlflow.start_run(experiment_id=exp_id, run_name=run_name or stage, tags=tags) as run:
+        if params:
+            flat = {k: ("null" if v is None else str(v))[:6000] for k, v in flatten(params).items()}
+            items = list(flat.items())
+            for i in range(0, len(items), 100):
+                mlflow.log_params(dict(items[i:i + 100]))
+        yield run
