@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+import re
+
+from pydantic import Field, field_validator, model_validator
 
 from elmo.params.base import Section
 
 PUBLIC_ARCHIVE = "https://raw.githubusercontent.com/lovit/petitions_archive/master/"
+MONTH_RE = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
+
+
+def _check_month(value: str | None) -> str | None:
+    if value is not None and not MONTH_RE.fullmatch(value):
+        raise ValueError(f"expected a month as YYYY-MM, got {value!r}")
+    return value
 
 
 class CrawlParams(Section):
@@ -21,3 +30,33 @@ class CrawlParams(Section):
     retries: int = Field(5, ge=0)
     backoff_base_s: float = Field(0.5, ge=0)
     backoff_max_s: float = Field(30.0, ge=0)
+    retry_after_max_s: float = Field(300.0, ge=0)  # a longer Retry-After gives up instead of waiting
+
+    @field_validator("source")
+    @classmethod
+    def _source_scheme(cls, value: str) -> str:
+        from elmo.crawl.source import source_kind
+
+        source_kind(value)  # raises ValueError for anything but http(s) or a local path
+        return value
+
+    @field_validator("months")
+    @classmethod
+    def _months(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            if not value:
+                raise ValueError("an empty list selects nothing; use null for every listed month")
+            for m in value:
+                _check_month(m)
+        return value
+
+    @field_validator("month_from", "month_to")
+    @classmethod
+    def _bound(cls, value: str | None) -> str | None:
+        return _check_month(value)
+
+    @model_validator(mode="after")
+    def _range(self) -> "CrawlParams":
+        if self.month_from and self.month_to and self.month_from > self.month_to:
+            raise ValueError(f"month_from {self.month_from} is after month_to {self.month_to}")
+        return self

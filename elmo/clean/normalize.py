@@ -1,0 +1,126 @@
+"""Text normalisation of petitions (and of any text the models will see, e.g. YNAT headlines).
+
+One implementation, vectorised with polars: ``normalize_series`` on a column; ``normalize_text``
+and ``normalize_texts`` for plain strings go through the same code. In this order:
+
+1. HTML entities decoded once (``&amp;`` -> ``&``, ``&#128;`` -> ``€``; Python's html.unescape).
+2. Unicode NFC (decomposed Hangul jamo sequences become syllables).
+3. Zero-width and invisible format characters removed (ZWSP, ZWNJ, ZWJ, word joiner, invisible
+   operators, BOM, soft hyphen, bidi marks, embeddings and isolates).
+4. Other control characters (C0 except tab/newline/CR, DEL, C1) become spaces.
+5. The board's moderator notices (``clean.moderator_notices``) become spaces, e.g.
+   "[본 게시물의 일부 내용이 국민 청원 요건에 위배되어 관리자에 의해 수정되었습니다]".
+6. Every masked span (``clean.mask_pattern``: ``***``, ``○○○``, ``XXX`` …) becomes one
+   placeholder (``clean.mask_placeholder``, default ``***``): a mask is one token, whatever
+   its length.
+7. Whitespace runs (any Unicode White_Space: spaces, NBSP, ideographic space, tabs, newlines)
+   become one space; both ends stripped.
+
+Patterns use Rust regex syntax (polars): ``\\p{Hangul}`` works, look-around does not.
+"""
+
+from __future__ import annotations
+
+import html
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass, field
+
+import polars as pl
+
+ZERO_WIDTH = r"[\u200B-\u200F\u2060-\u2064\uFEFF\u00AD\u202A-\u202E\u2066-\u2069]"
+CONTROL = r"[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]"
+SPACES = r"[^\S ]\s*| \s+"  # a whitespace run other than a lone space (those stay as they are)
+COUNT_KEYS = (
+    "html_entities",  # values changed by entity decoding
+    "nfc_changed",  # values changed by NFC
+    "zero_width_removed",  # characters
+    "control_chars",  # characters
+    "moderator_notices_removed",  # notices
+    "masked_spans",  # spans replaced by the placeholder
+)
+
+
+def check_pattern(pattern: str, what: str) -> None:
+    """``ValueError`` unless ``pattern`` is a polars (Rust) regex that cannot match ''."""
+    try:
+        matches_empty = pl.Series([""]).str.contains(pattern).item()
+    except pl.exceptions.PolarsError as err:
+        first = str(err).strip().splitlines()
+        raise ValueError(f"{what}: not a valid (Rust syntax) regular expression: {' '.join(first[:4])}") from None
+    if matches_empty:
+        raise ValueError(f"{what}: the pattern matches the empty string")
+
+
+def _unescape_nfc(s: pl.Series, counts: Counter) -> pl.Series:
+    """Steps 1-2 (in Python: its NFC has a quick-check fast path that polars' lacks)."""
+    out = []
+    for x in s.to_list():
+        if x is not None:
+            if "&" in x:
+                y = html.unescape(x)
+                if y != x:
+                    counts["html_entities"] += 1
+                    x = y
+            if not unicodedata.is_normalized("NFC", x):
+                counts["nfc_changed"] += 1
+                x = unicodedata.normalize("NFC", x)
+        out.append(x)
+    return pl.Series(s.name, out, dtype=pl.String)
+
+
+@dataclass
+class Normalizer:
+    """Compiled settings; ``counts`` tallies what was changed (for the clean report)."""
+
+    moderator_notices: list[str]
+    mask_pattern: str
+    mask_placeholder: str
+    counts: Counter = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        for i, p in enumerate(self.moderator_notices):
+            check_pattern(p, f"clean.moderator_notices[{i}]")
+        check_pattern(self.mask_pattern, "clean.mask_pattern")
+        if "$" in self.mask_placeholder:
+            raise ValueError("clean.mask_placeholder: must not contain '$'")
+        self._notices = "|".join(f"(?:{p})" for p in self.moderator_notices) or None
+
+    @classmethod
+    def from_params(cls, p) -> "Normalizer":
+        """From the ``clean`` params section."""
+        return cls(list(p.moderator_notices), p.mask_pattern, p.mask_placeholder)
+
+    def series(self, s: pl.Series) -> pl.Series:
+        """Normalise a String series (nulls stay null); adds to ``counts``."""
+        c = self.counts
+        s = _unescape_nfc(s.cast(pl.String), c)
+        c["zero_width_removed"] += int(s.str.count_matches(ZERO_WIDTH).sum() or 0)
+        s = s.str.replace_all(ZERO_WIDTH, "")
+        c["control_chars"] += int(s.str.count_matches(CONTROL).sum() or 0)
+        s = s.str.replace_all(CONTROL, " ")
+        if self._notices:
+            c["moderator_notices_removed"] += int(s.str.count_matches(self._notices).sum() or 0)
+            s = s.str.replace_all(self._notices, " ")
+        c["masked_spans"] += int(s.str.count_matches(self.mask_pattern).sum() or 0)
+        s = s.str.replace_all(self.mask_pattern, self.mask_placeholder)
+        return s.str.replace_all(SPACES, " ").str.strip_chars(" ")
+
+    def texts(self, texts: list[str]) -> list[str]:
+        return self.series(pl.Series("text", texts, dtype=pl.String)).to_list()
+
+    def __call__(self, text: str) -> str:
+        return self.texts([text])[0]
+
+
+def normalize_texts(texts: list[str], params=None) -> list[str]:
+    """Normalise plain strings with the ``clean`` params (defaults when None)."""
+    if params is None:
+        from elmo.params.clean import CleanParams
+
+        params = CleanParams()
+    return Normalizer.from_params(params).texts(texts)
+
+
+def normalize_text(text: str, params=None) -> str:
+    return normalize_texts([text], params)[0]

@@ -1,0 +1,84 @@
+"""``manifest.json`` beside the month files: what was fetched, from where, and its checksums.
+
+::
+
+    {"source": "<crawl.source as given>",
+     "files": {"petitions_2019-04": {"url", "bytes", "sha256", "lines", "fetched_at",
+                                     "etag"?, "last_modified"?, "content_length"?}, ...},
+     "missing": ["petitions_2018-01", ...]}      # listed months the source answered 404 for
+
+It changes only when a file changes: re-checking an unchanged source rewrites identical bytes,
+so DVC sees the same directory and nothing downstream reruns. Updated after every finished file
+(so an interrupted crawl resumes where it stopped); thread-safe.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from elmo.io import atomic_write_json
+
+log = logging.getLogger("elmo.crawl")
+
+MANIFEST_NAME = "manifest.json"
+
+
+class Manifest:
+    def __init__(self, path: Path, source: str, files: dict[str, dict[str, Any]] | None = None,
+                 missing: list[str] | None = None) -> None:
+        self.path = path
+        self.source = source
+        self.files: dict[str, dict[str, Any]] = dict(files or {})
+        self.missing: list[str] = sorted(missing or [])
+        self._lock = threading.Lock()
+        self._written: dict[str, Any] | None = None
+
+    @classmethod
+    def load(cls, path: Path, source: str) -> "Manifest":
+        """The manifest at ``path``, or an empty one (a damaged manifest only costs a re-download)."""
+        if not path.exists():
+            return cls(path, source)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            files = data["files"]
+            if not isinstance(files, dict) or not all(isinstance(v, dict) for v in files.values()):
+                raise ValueError("'files' is not a mapping of entries")
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
+            log.warning("%s: unreadable (%s); every month will be checked against the source", path, err)
+            return cls(path, source)
+        m = cls(path, source, files, data.get("missing") or [])
+        m._written = data
+        return m
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "files": {k: self.files[k] for k in sorted(self.files)},
+            "missing": sorted(self.missing),
+        }
+
+    def record(self, name: str, entry: dict[str, Any]) -> None:
+        with self._lock:
+            self.files[name] = entry
+            self._save_locked()
+
+    def retain(self, names: set[str], missing: list[str]) -> None:
+        """Keep only the entries of ``names``; record ``missing``; write if anything changed."""
+        with self._lock:
+            self.files = {k: v for k, v in self.files.items() if k in names}
+            self.missing = sorted(set(missing))
+            self._save_locked()
+
+    def save(self) -> None:
+        with self._lock:
+            self._save_locked()
+
+    def _save_locked(self) -> None:
+        data = self.as_dict()
+        if data != self._written:
+            atomic_write_json(self.path, data)
+            self._written = data

@@ -1,0 +1,226 @@
+"""crawl: mirror the archive's month files into ``crawl.out_dir`` with a manifest.
+
+Reads the source's ``files`` listing, selects months (all, ``months``, or ``month_from`` ..
+``month_to``), and fetches each selected month with :func:`elmo.crawl.fetch_file` — streamed to a
+temporary file, verified (every line a JSON object with the archive's keys), then renamed —
+``concurrency`` at a time, with a progress bar for files and bytes. Incremental: a month whose
+bytes are unchanged at the source (HTTP validators, or sha256 for a local source) is not
+downloaded again and its manifest entry stays as it was. The output directory ends up holding
+exactly the selected months (stale month files are removed) plus ``manifest.json``.
+
+Fails (StageError) if a month cannot be fetched or verified after the retries, or if a listed
+month is missing (404) and ``allow_missing_months`` is false — after finishing every other month,
+so a rerun only fetches what is still missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from elmo.crawl.fetch import FetchError, FetchResult, NotFound, fetch_bytes, fetch_file, make_client
+from elmo.crawl.manifest import MANIFEST_NAME, Manifest
+from elmo.crawl.retry import RetryPolicy
+from elmo.crawl.source import LISTING_NAME, MONTH_FILE_RE, Source, month_file, month_of, parse_listing
+from elmo.crawl.verify import verify_month_file
+from elmo.errors import StageError
+from elmo.params import Params
+from elmo.params.crawl import CrawlParams
+
+
+def select_months(listed: list[str], p: CrawlParams) -> tuple[list[str], list[str]]:
+    """(names to fetch, explicitly requested months the listing does not name)."""
+    if p.months:
+        wanted = list(dict.fromkeys(month_file(m) for m in p.months))
+        unlisted = [n for n in wanted if n not in set(listed)]
+        wanted = [n for n in wanted if n not in unlisted]
+    else:
+        wanted, unlisted = list(listed), []
+    if p.month_from:
+        wanted = [n for n in wanted if month_of(n) >= p.month_from]
+    if p.month_to:
+        wanted = [n for n in wanted if month_of(n) <= p.month_to]
+    return wanted, unlisted
+
+
+def _remove_leftovers(out: Path) -> int:
+    """Temporaries of an interrupted (killed) earlier run: ``.petitions_…tmp``, ``.manifest.json…tmp``."""
+    n = 0
+    for pattern in (".petitions_*.tmp", f".{MANIFEST_NAME}.*.tmp"):
+        for leftover in out.glob(pattern):
+            leftover.unlink(missing_ok=True)
+            n += 1
+    return n
+
+
+@contextlib.contextmanager
+def _exclusive(out: Path):
+    """One crawl at a time per output directory (the lock file sits beside it, not inside)."""
+    lock_path = out.parent / f".{out.name}.crawl.lock"
+    with open(lock_path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StageError(f"{out}: another crawl is writing here (lock {lock_path})") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """Let SIGTERM (a scheduler stopping us) clean up like Ctrl-C does."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _fetch_all(
+    names: list[str],
+    src: Source,
+    out: Path,
+    manifest: Manifest,
+    p: CrawlParams,
+    policy: RetryPolicy,
+    client,
+) -> tuple[dict[str, FetchResult], list[str], dict[str, str]]:
+    results: dict[str, FetchResult] = {}
+    missing: list[str] = []
+    failures: dict[str, str] = {}
+    cancel = threading.Event()
+    files_bar = tqdm(total=len(names), desc="crawl: months", unit="file", position=0)
+    bytes_bar = tqdm(desc="crawl: bytes", unit="B", unit_scale=True, unit_divisor=1024, position=1)
+
+    def job(name: str) -> FetchResult:
+        return fetch_file(
+            src.locate(name),
+            out / name,
+            verify=verify_month_file,
+            policy=policy,
+            previous=manifest.files.get(name),
+            client=client,
+            progress=bytes_bar.update,
+            cancel=cancel,
+        )
+
+    pool = ThreadPoolExecutor(max_workers=p.concurrency, thread_name_prefix="crawl")
+    try:
+        futures = {pool.submit(job, name): name for name in names}
+        for fut in as_completed(futures):
+            name = futures[fut]
+            try:
+                res = fut.result()
+            except NotFound as err:
+                missing.append(name)
+                if not p.allow_missing_months:
+                    failures[name] = str(err)
+            except FetchError as err:
+                failures[name] = str(err)
+            else:
+                results[name] = res
+                manifest.record(name, res.entry())
+            files_bar.update(1)
+            files_bar.set_postfix(fetched=sum(r.status == "fetched" for r in results.values()), failed=len(failures))
+    except BaseException:
+        cancel.set()  # workers stop at their next chunk; their temporaries are removed
+        if client is not None:
+            client.close()  # wakes workers blocked on a stalled socket
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        bytes_bar.close()
+        files_bar.close()
+    return results, missing, failures
+
+
+def run(params: Params, root: Path) -> dict[str, Any]:
+    p = params.crawl
+    try:
+        src = Source.parse(p.source, root)
+    except ValueError as err:
+        raise StageError(f"crawl.source: {err}") from None
+    out = root / p.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    policy = RetryPolicy.from_params(p)
+    t0 = time.monotonic()
+    with _exclusive(out), _sigterm_as_interrupt():
+        leftovers = _remove_leftovers(out)
+        client = make_client(policy, max_connections=p.concurrency) if src.kind == "http" else None
+        try:
+            listing_url = src.locate(LISTING_NAME)
+            try:
+                text = fetch_bytes(listing_url, policy=policy, client=client).decode("utf-8")
+                listed = parse_listing(text, listing_url)
+            except (FetchError, UnicodeDecodeError, ValueError) as err:
+                raise StageError(f"crawl: the listing {listing_url}: {err}") from None
+            names, unlisted = select_months(listed, p)
+            if unlisted and not p.allow_missing_months:
+                raise StageError(
+                    f"crawl.months: {', '.join(month_of(n) for n in unlisted)} not in the listing {listing_url} "
+                    "(set crawl.allow_missing_months: true to go on without them)"
+                )
+            if not names:
+                raise StageError(
+                    f"crawl: no months selected from {len(listed)} listed in {listing_url} "
+                    f"(months={p.months}, month_from={p.month_from}, month_to={p.month_to})"
+                )
+            manifest = Manifest.load(out / MANIFEST_NAME, p.source)
+            manifest.source = p.source
+            results, missing, failures = _fetch_all(names, src, out, manifest, p, policy, client)
+        finally:
+            if client is not None:
+                client.close()
+        if failures:
+            lines = "\n".join(f"  {name}: {msg}" for name, msg in sorted(failures.items()))
+            hint = " (set crawl.allow_missing_months: true to go on without missing months)" if missing else ""
+            raise StageError(
+                f"crawl: {len(failures)} of {len(names)} months failed{hint}; the {len(results)} others are "
+                f"saved and a rerun resumes:\n{lines}"
+            )
+        # The directory now mirrors the selection: drop months no longer selected or gone at the source.
+        keep = set(results)
+        removed = []
+        for path in sorted(out.iterdir()):
+            if MONTH_FILE_RE.fullmatch(path.name) and path.name not in keep:
+                path.unlink()
+                removed.append(path.name)
+        manifest.retain(keep, missing=[*missing, *unlisted])
+
+    seconds = time.monotonic() - t0
+    transferred = sum(r.transferred for r in results.values())
+    fetched = sorted(n for n, r in results.items() if r.status == "fetched")
+    return {
+        "stage": "crawl",
+        "source": p.source,
+        "out_dir": str(out),
+        "months": len(results),
+        "fetched": fetched,
+        "unchanged": len(results) - len(fetched),
+        "missing": sorted([*missing, *unlisted]),
+        "removed": removed,
+        "leftovers_removed": leftovers,
+        "retries": sum(r.attempts - 1 for r in results.values()),
+        "bytes": sum(r.bytes for r in results.values()),
+        "lines": sum(int(manifest.files[n].get("lines", 0)) for n in results),
+        "transferred_bytes": transferred,
+        "seconds": round(seconds, 3),
+        "mb_per_s": round(transferred / 1e6 / seconds, 2) if seconds > 0 else None,
+    }
