@@ -1,0 +1,9 @@
+"""Training the biLM with Lightning (the pretrain stage's engine).
+
+* :mod:`elmo.train.module` — :class:`BiLMTask`, the LightningModule (loss, perplexity, optimizer),
+* :mod:`elmo.train.datamodule` — the train/valid/test loaders over elmo/data's arrays,
+* :mod:`elmo.train.callbacks` — progress, throughput, gradient norms, MLflow and DVC plot logging,
+* :mod:`elmo.train.checkpoints` — periodic/best checkpoints and resuming an interrupted run,
+* :mod:`elmo.train.trainer` — the ``lightning.Trainer`` built from params (devices, DDP, precision),
+* :mod:`elmo.train.synthetic` — synthetic batches of the loader's shape (tests, benchmarks).
+"""
