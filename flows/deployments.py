@@ -1,0 +1,106 @@
+"""The project's deployments, declared once here; schedules and time zone come from params.yaml.
+
+* ``pipeline/nightly`` — the ``pipeline`` flow every night (``flows.nightly_cron``): reruns what
+  changed since (params, code, data), nothing else.
+* ``crawl-and-retrain/monthly`` — the ``crawl-and-retrain`` flow once a month
+  (``flows.monthly_cron``): recrawls the archive and retrains what the new data changes;
+  parameters ``months`` and ``preset`` can be set per run from the UI or ``prefect deployment run``.
+
+Two ways to run them (README, "Orchestration with Prefect"):
+
+* :func:`serve` — this process polls the server and runs the flows itself (``python -m flows serve``).
+* :func:`deploy` — register them with a work pool; any worker of that pool runs them
+  (``python -m flows deploy --pool NAME``, then ``prefect worker start --pool NAME``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from elmo.params.flows import FlowsParams
+from flows import PROJECT_ROOT
+
+TAGS = ["elmo-ko"]
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    flow: str  # attribute of flows.pipeline
+    cron_param: str  # attribute of FlowsParams holding the cron string
+    description: str
+    parameters: tuple[tuple[str, Any], ...] = ()
+
+    def flow_object(self):
+        from flows import pipeline
+
+        return getattr(pipeline, self.flow)
+
+
+SPECS = (
+    Spec("nightly", "pipeline", "nightly_cron",
+         "Nightly: bring every DVC stage up to date; unchanged stages are cache hits."),
+    Spec("monthly", "crawl_and_retrain", "monthly_cron",
+         "Monthly: recrawl the petitions archive and retrain what the new data changes.",
+         (("months", None), ("preset", None))),
+)
+
+
+def _schedule(spec: Spec, p: FlowsParams):
+    from prefect.schedules import Cron
+
+    return Cron(getattr(p, spec.cron_param), timezone=p.timezone)
+
+
+def _parameters(spec: Spec, root: Path) -> dict[str, Any]:
+    return {"root": str(root), **dict(spec.parameters)}
+
+
+def build(root: Path, p: FlowsParams) -> list:
+    """RunnerDeployments for :func:`prefect.serve` (the flows run in the serving process's venv)."""
+    from prefect.deployments.runner import EntrypointType
+
+    return [
+        spec.flow_object().to_deployment(
+            name=spec.name,
+            schedules=[_schedule(spec, p)],
+            parameters=_parameters(spec, root),
+            description=spec.description,
+            tags=TAGS,
+            concurrency_limit=1,
+            entrypoint_type=EntrypointType.MODULE_PATH,
+        )
+        for spec in SPECS
+    ]
+
+
+def serve(root: Path, p: FlowsParams) -> None:
+    """Serve the deployments until interrupted (Ctrl-C / SIGTERM): schedules are paused on exit."""
+    from prefect import serve as prefect_serve
+
+    # one flow run at a time: stages of one workspace never run side by side
+    prefect_serve(*build(root, p), limit=1, pause_on_shutdown=True)
+
+
+def deploy(root: Path, p: FlowsParams, pool: str) -> list[str]:
+    """Register the deployments with work pool ``pool`` (code from this checkout); returns their ids."""
+    from prefect import Flow
+
+    ids = []
+    for spec in SPECS:
+        source_flow = Flow.from_source(source=str(PROJECT_ROOT), entrypoint=f"flows/pipeline.py:{spec.flow}")
+        ids.append(str(source_flow.deploy(
+            name=spec.name,
+            work_pool_name=pool,
+            schedules=[_schedule(spec, p)],
+            parameters=_parameters(spec, root),
+            description=spec.description,
+            tags=TAGS,
+            concurrency_limit=1,
+            build=False,
+            push=False,
+            print_next_steps=False,
+        )))
+    return ids

@@ -1,0 +1,143 @@
+"""The ``pipeline`` flow: every DVC stage in order, one cached Prefect task per stage.
+
+The stage list and order come from dvc.yaml (flows/dvc_stages.py); a stage is a task named after
+it, running ``dvc repro --single-item <stage>`` unless its DVC hashes say it is up to date (then
+it is a cache hit and nothing runs; flows/cache.py). One stage runs at a time and one pipeline run
+at a time per workspace. The first failing stage fails the flow with its own error; every run,
+failed or not, gets a markdown summary artifact and links to its MLflow runs.
+
+``crawl_and_retrain`` is the monthly variant: it reruns crawl even though its params are unchanged
+(the archive may have grown; crawl fetches only what changed, and DVC's hashes then decide what
+downstream reruns), optionally with other months or another pretrain preset.
+
+Run once by hand: ``python -m flows run`` (see README, "Orchestration with Prefect").
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from typing import Any
+
+from prefect import flow
+from prefect.logging import get_run_logger
+from prefect.runtime import flow_run
+
+from elmo.errors import StageError
+from elmo.params import set_params
+from flows import summary
+from flows.dvc_stages import stage_order
+from flows.fanout import fanout_spec
+from flows.tasks import workspace_task
+from flows.workspace import PARAMS_FILE, resolve_root, workspace_lock, workspace_params
+
+
+def _check_names(kind: str, names: list[str], known: list[str], where: str) -> None:
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise StageError(f"{where}: {kind} names no stage of dvc.yaml: {', '.join(unknown)} "
+                         f"(stages: {', '.join(known)})")
+
+
+@flow(name="pipeline", persist_result=False, log_prints=True)
+def pipeline(root: str | None = None, targets: list[str] | None = None, force: list[str] | None = None,
+             overrides: list[str] | None = None) -> dict[str, Any]:
+    """Bring the workspace's DVC pipeline up to date, one cached task per stage.
+
+    Args:
+        root: workspace (DVC repository root); default: the one around the current directory.
+        targets: run only these stages and what they depend on (default: every stage).
+        force: stages to rerun even if DVC says they are up to date (e.g. ``["crawl"]``).
+        overrides: ``dotted.key=value`` changes to params.yaml applied (validated) before the run.
+    """
+    log = get_run_logger()
+    workspace = resolve_root(root)
+    params = workspace_params(workspace)
+    started, t0 = dt.datetime.now(dt.timezone.utc), time.perf_counter()
+    results: list[dict[str, Any]] = []
+    error: BaseException | None = None
+    with workspace_lock(workspace, params.flows.lock_timeout_s, log=log):
+        if overrides:
+            params = set_params(workspace / PARAMS_FILE, list(overrides))
+            log.info("params.yaml updated: %s", " ".join(overrides))
+        every = stage_order(workspace)
+        order = stage_order(workspace, targets) if targets else every
+        force = list(force or [])
+        _check_names("force", force, every, "pipeline(force=...)")
+        _check_names("flows.retries", list(params.flows.retries), every, str(workspace / PARAMS_FILE))
+        fanouts = {name: fanout_spec(name, params.flows.dask) for name in order}
+        log.info("stages (from dvc.yaml): %s", " -> ".join(order))
+        try:
+            for name in order:
+                task = workspace_task(
+                    workspace, name,
+                    retries=params.flows.retries.get(name, 0),
+                    retry_delay_s=params.flows.retry_delay_s,
+                    retry_jitter=params.flows.retry_jitter,
+                    refresh=name in force,
+                )
+                state = task(str(workspace), name, force=name in force, fanout=fanouts[name], return_state=True)
+                if state.is_completed():
+                    record = dict(state.result())
+                    record["outcome"] = "cached" if state.name == "Cached" else "ran"
+                    if record["outcome"] == "cached":
+                        record.update(action="cache hit: DVC hashes unchanged, not run", seconds=None)
+                    results.append(record)
+                    continue
+                try:
+                    state.result()  # raises the stage's own exception
+                    raise RuntimeError(f"stage {name!r} ended in state {state.name}")
+                except BaseException as exc:  # noqa: BLE001 - re-raised below, after the summary
+                    error = exc
+                results.append({"stage": name, "outcome": "failed", "action": str(error).splitlines()[0],
+                                "seconds": None, "key": None})
+                results += [{"stage": rest, "outcome": "not run", "action": f"{name} failed", "seconds": None,
+                             "key": None} for rest in order[order.index(name) + 1:]]
+                break
+        finally:
+            _publish(workspace, params, started, time.perf_counter() - t0, results, error, log)
+    if error is not None:
+        raise error
+    return {"root": str(workspace), "stages": results}
+
+
+def _publish(workspace, params, started, seconds, results, error, log) -> None:
+    """Write the run's artifacts; a problem here is logged, never hides the stage's own error."""
+    try:
+        try:
+            diff, note = summary.metrics(workspace)
+        except Exception as exc:  # noqa: BLE001 - the summary still lists the stages
+            diff, note = {}, f"metrics could not be read: {exc}"
+        runs_note = None
+        try:
+            runs = summary.mlflow_runs(params, workspace, started)
+        except Exception as exc:  # noqa: BLE001
+            runs, runs_note = [], f"MLflow runs could not be listed: {exc}"
+        md = summary.render(
+            root=workspace, flow_run_name=flow_run.get_name() or "local", started=started, seconds=seconds,
+            results=results, error=None if error is None else str(error), metrics_diff=diff,
+            metrics_note=note, runs=runs, runs_note=runs_note,
+        )
+        summary.publish(md, runs, failed=error is not None)
+    except Exception:  # noqa: BLE001
+        log.exception("could not publish the run summary")
+
+
+@flow(name="crawl-and-retrain", persist_result=False, log_prints=True)
+def crawl_and_retrain(root: str | None = None, months: list[str] | None = None, preset: str | None = None,
+                      refresh: list[str] | None = None) -> dict[str, Any]:
+    """Monthly: recrawl the archive and retrain whatever the new data changes.
+
+    Args:
+        root: workspace (DVC repository root).
+        months: set ``crawl.months`` first (e.g. ``["2019-04", "2019-05"]``); default: keep params.yaml's.
+        preset: set ``pretrain.preset`` first (e.g. ``small``); default: keep params.yaml's.
+        refresh: stages to rerun regardless of DVC's hashes; default ``["crawl"]``.
+    """
+    overrides = []
+    if months is not None:
+        overrides.append(f"crawl.months={json.dumps(list(months))}")
+    if preset is not None:
+        overrides.append(f"pretrain.preset={json.dumps(preset)}")
+    return pipeline(root=root, force=list(refresh) if refresh is not None else ["crawl"], overrides=overrides)

@@ -1,0 +1,171 @@
+"""Every pipeline run's artifacts: a markdown summary and links to the MLflow runs.
+
+The summary has what each stage did (cached / ran / failed / not run, seconds, cache key), and
+every DVC metric of the workspace beside its value at git HEAD — the clean report, perplexities,
+macro-F1 and the registry's champion, whatever files dvc.yaml declares as metrics — so a change
+is visible at a glance. MLflow links point at the runs this flow run started (or, when every stage
+was cached, at the latest run of each stage).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+from typing import Any
+
+from elmo.params import Params
+
+SUMMARY_KEY = "pipeline-summary"
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def stage_table(results: list[dict[str, Any]]) -> str:
+    lines = ["| stage | outcome | seconds | what happened | cache key |", "|---|---|---:|---|---|"]
+    for r in results:
+        key = (r.get("key") or "")[len("dvc-stage-"):][:12] or "—"
+        seconds = r.get("seconds")
+        lines.append(
+            f"| {_cell(r['stage'])} | **{r['outcome']}** | {_cell(seconds)} | {_cell(r.get('action'))} | `{key}` |"
+        )
+    return "\n".join(lines)
+
+
+def metrics(root: Path) -> tuple[dict[str, dict[str, dict[str, Any]]], str | None]:
+    """DVC metrics of the workspace with their values at HEAD: {file: {metric: {new, old, diff}}}.
+
+    Returns the table and a note when something could not be read (no commit yet, a missing file).
+    """
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    note = None
+    with Repo(str(root)) as repo:
+        try:
+            diff = repo.metrics.diff(a_rev="HEAD", all=True).get("diff", {})
+        except DvcException as err:  # e.g. a workspace without commits
+            note = f"no comparison with git HEAD ({err})"
+            diff = {}
+            shown = repo.metrics.show().get("", {}).get("data", {})
+            for path, entry in shown.items():
+                for k, v in _flatten(entry.get("data") or {}).items():
+                    diff.setdefault(path, {})[k] = {"new": v}
+    return diff, note
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def metrics_markdown(diff: dict[str, dict[str, dict[str, Any]]]) -> str:
+    if not diff:
+        return "_No DVC metrics yet._"
+    parts = []
+    for path in sorted(diff):
+        parts.append(f"**{path}**\n\n| metric | value | at HEAD | change |\n|---|---:|---:|---:|")
+        for name in sorted(diff[path]):
+            m = diff[path][name]
+            parts.append(f"| {_cell(name)} | {_cell(m.get('new'))} | {_cell(m.get('old'))} | {_cell(m.get('diff'))} |")
+        parts.append("")
+    return "\n".join(parts).rstrip()
+
+
+def mlflow_runs(params: Params, root: Path, since: dt.datetime) -> list[dict[str, Any]]:
+    """MLflow runs started since ``since``; else the latest run of each stage. [] when no store yet."""
+    from elmo.tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(params.mlflow, root)
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+        return []
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(params.mlflow.experiment)
+    if exp is None:
+        return []
+    ms = int(since.timestamp() * 1000)
+    fresh = client.search_runs([exp.experiment_id], filter_string=f"attributes.start_time >= {ms}",
+                               order_by=["attributes.start_time DESC"], max_results=50)
+    runs, is_fresh = (fresh, True) if fresh else (None, False)
+    if runs is None:
+        latest: dict[str, Any] = {}
+        for run in client.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"], max_results=200):
+            latest.setdefault(run.data.tags.get("elmo.stage", run.info.run_name), run)
+        runs = list(latest.values())
+    out = []
+    for run in runs:
+        out.append({
+            "stage": run.data.tags.get("elmo.stage", ""),
+            "run_id": run.info.run_id,
+            "name": run.info.run_name,
+            "status": run.info.status,
+            "fresh": is_fresh,
+            "url": f"{params.flows.mlflow_ui}/#/experiments/{exp.experiment_id}/runs/{run.info.run_id}",
+        })
+    return out
+
+
+def render(*, root: Path, flow_run_name: str, started: dt.datetime, seconds: float,
+           results: list[dict[str, Any]], error: str | None, metrics_diff: dict, metrics_note: str | None,
+           runs: list[dict[str, Any]], runs_note: str | None = None) -> str:
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r["outcome"]] = counts.get(r["outcome"], 0) + 1
+    tally = ", ".join(f"{n} {k}" for k, n in counts.items()) or "no stages"
+    verdict = "failed" if error else "succeeded"
+    md = [
+        f"# Pipeline run `{flow_run_name}` {verdict}",
+        "",
+        f"Workspace `{root}`, started {started.isoformat(timespec='seconds')}, took {seconds:.1f} s: {tally}.",
+        "",
+        "## Stages",
+        "",
+        stage_table(results),
+    ]
+    if error:
+        md += ["", "## Error", "", "```", error.strip(), "```"]
+    md += ["", "## Metrics (DVC)", ""]
+    if metrics_note:
+        md += [f"_{metrics_note}_", ""]
+    md.append(metrics_markdown(metrics_diff))
+    md += ["", "## MLflow", ""]
+    if runs_note:
+        md.append(f"_{runs_note}_")
+    elif not runs:
+        md.append("_No MLflow runs in this workspace yet._")
+    else:
+        if not runs[0]["fresh"]:
+            md += ["_No stage started an MLflow run this time; the latest run of each stage:_", ""]
+        for r in runs:
+            md.append(f"- [{r['stage'] or 'run'}: {r['name']}]({r['url']}) ({r['status'].lower()})")
+    return "\n".join(md) + "\n"
+
+
+def artifact_key(text: str) -> str:
+    """Prefect artifact keys: lowercase letters, digits and dashes."""
+    return re.sub(r"-+", "-", re.sub(r"[^a-z0-9]", "-", text.lower())).strip("-")
+
+
+def publish(markdown: str, runs: list[dict[str, Any]], *, failed: bool) -> None:
+    """Attach the summary and the MLflow links to the current flow run."""
+    from prefect.artifacts import create_link_artifact, create_markdown_artifact
+
+    create_markdown_artifact(key=SUMMARY_KEY, markdown=markdown,
+                             description="elmo-ko pipeline run: " + ("failed" if failed else "succeeded"))
+    for r in runs:
+        create_link_artifact(key=artifact_key(f"mlflow-{r['stage'] or 'run'}"), link=r["url"],
+                             link_text=f"MLflow run {r['name']} ({r['stage']})",
+                             description="MLflow run of this pipeline run" if r["fresh"] else "latest MLflow run")
