@@ -294,6 +294,7 @@ def fetch_file(
                     ) from None
             except httpx.TransportError as err:
                 reason, delay = _describe(err), None
+            _check_cancel(cancel)
             if attempt == policy.retries:
                 raise FetchError(f"{url}: gave up after {attempt + 1} attempt(s); last error: {reason}")
             delay = policy.backoff(attempt) if delay is None else delay

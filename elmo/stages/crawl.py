@@ -20,7 +20,7 @@ import fcntl
 import signal
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -121,28 +121,35 @@ def _fetch_all(
             cancel=cancel,
         )
 
+    def collect(fut, name: str) -> None:
+        try:
+            res = fut.result()
+        except NotFound as err:
+            missing.append(name)
+            if not p.allow_missing_months:
+                failures[name] = f"{err}: listed but missing at the source (crawl.allow_missing_months: true goes on without it)"
+        except FetchError as err:
+            failures[name] = str(err)
+        else:
+            results[name] = res
+            manifest.record(name, res.entry())
+        files_bar.update(1)
+        files_bar.set_postfix(fetched=sum(r.status == "fetched" for r in results.values()), failed=len(failures))
+
     pool = ThreadPoolExecutor(max_workers=p.concurrency, thread_name_prefix="crawl")
     try:
         futures = {pool.submit(job, name): name for name in names}
-        for fut in as_completed(futures):
-            name = futures[fut]
-            try:
-                res = fut.result()
-            except NotFound as err:
-                missing.append(name)
-                if not p.allow_missing_months:
-                    failures[name] = str(err)
-            except FetchError as err:
-                failures[name] = str(err)
-            else:
-                results[name] = res
-                manifest.record(name, res.entry())
-            files_bar.update(1)
-            files_bar.set_postfix(fetched=sum(r.status == "fetched" for r in results.values()), failed=len(failures))
+        pending = set(futures)
+        while pending:
+            # With a timeout, so that the main thread runs its signal handlers (Ctrl-C, SIGTERM)
+            # even when the signal was delivered to a worker thread.
+            done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
+            for fut in done:
+                collect(fut, futures[fut])
     except BaseException:
-        cancel.set()  # workers stop at their next chunk; their temporaries are removed
+        cancel.set()  # workers stop at their next chunk or wait; their temporaries are removed
         if client is not None:
-            client.close()  # wakes workers blocked on a stalled socket
+            client.close()
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -190,9 +197,8 @@ def run(params: Params, root: Path) -> dict[str, Any]:
                 client.close()
         if failures:
             lines = "\n".join(f"  {name}: {msg}" for name, msg in sorted(failures.items()))
-            hint = " (set crawl.allow_missing_months: true to go on without missing months)" if missing else ""
             raise StageError(
-                f"crawl: {len(failures)} of {len(names)} months failed{hint}; the {len(results)} others are "
+                f"crawl: {len(failures)} of {len(names)} months failed; the {len(results)} others are "
                 f"saved and a rerun resumes:\n{lines}"
             )
         # The directory now mirrors the selection: drop months no longer selected or gone at the source.
