@@ -1,0 +1,91 @@
+"""Stage vocab: word + character vocabularies (train split only) and the training arrays.
+
+Reads the tokenize stage's ``{train,valid,test}.parquet`` and ``tokenizer.json`` from
+``vocab.in_dir``; writes (each atomically):
+
+* ``vocab.out_dir`` — ``words.txt``, ``chars.txt``, ``vocab.json`` (config + content sha256),
+* ``vocab.arrays_dir`` — the memory-mapped arrays the pretrain stage trains on (elmo.data.arrays),
+* ``vocab.metrics`` — vocabulary sizes, train types/tokens, per-split coverage and OOV rate,
+  truncated tokens and unknown characters.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+
+from elmo.data.arrays import build_arrays
+from elmo.data.tables import read_parquet_checked
+from elmo.errors import StageError
+from elmo.io import atomic_write_json
+from elmo.text.parallel import SPLITS
+from elmo.vocab.build import build_vocabulary
+
+TOKENIZER_FILE = "tokenizer.json"
+COLUMNS = {"petition_idx": pl.Int64, "sentence_idx": pl.Int32, "tokens": pl.List(pl.Utf8)}
+
+
+def read_sentences(path: Path, *, required: bool) -> pl.DataFrame:
+    """One split of tokenized sentences, checked: no null or empty token lists, no bad tokens."""
+    df = read_parquet_checked(path, COLUMNS, produced_by="tokenize", allow_empty=not required)
+    lens = df["tokens"].list.len()
+    bad = df["tokens"].is_null() | (lens == 0)
+    if bad.any():
+        i = int(bad.arg_true()[0])
+        raise StageError(f"{path}: petition {df['petition_idx'][i]} sentence {df['sentence_idx'][i]}: "
+                         f"field tokens is empty or null ({int(bad.sum())} rows)")
+    flat = df.select(pl.col("tokens").explode())["tokens"]
+    bad_tok = flat.is_null() | (flat.str.len_chars() == 0) | flat.str.contains(r"\s")
+    if bad_tok.any():
+        pos = int(bad_tok.arg_true()[0])
+        row = int((lens.cum_sum() <= pos).sum())
+        raise StageError(f"{path}: petition {df['petition_idx'][row]} sentence {df['sentence_idx'][row]}: "
+                         f"field tokens holds a null, empty or whitespace-containing token {flat[pos]!r}")
+    return df
+
+
+def _coverage(st: dict) -> dict:
+    tokens = st["tokens"]
+    return {
+        "sentences": st["sentences"],
+        "tokens": tokens,
+        "oov_tokens": st["oov_tokens"],
+        "coverage": round(1 - st["oov_tokens"] / tokens, 6) if tokens else None,
+        "oov_rate": round(st["oov_tokens"] / tokens, 6) if tokens else None,
+        "truncated_tokens": st["truncated_tokens"],
+        "unk_char_rate": round(st["unk_units"] / st["units"], 6) if st["units"] else None,
+    }
+
+
+def run(params, root: Path) -> dict:
+    p = params.vocab
+    root = Path(root)
+    in_dir = root / p.in_dir
+    tok_path = in_dir / TOKENIZER_FILE
+    if not tok_path.is_file():
+        raise FileNotFoundError(f"{tok_path}: no such file (written by the tokenize stage: run `elmo tokenize`)")
+    try:
+        tokenizer = json.loads(tok_path.read_text(encoding="utf-8"))["tokenizer"]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise StageError(f"{tok_path}: not a tokenizer description ({type(err).__name__}: {err})") from None
+    tables = {s: read_sentences(in_dir / f"{s}.parquet", required=(s == "train")) for s in SPLITS}
+    vocab, counts = build_vocabulary(
+        tables["train"], min_count=p.min_count, max_size=p.max_size, char_unit=p.char_unit,
+        char_min_count=p.char_min_count, max_chars_per_token=p.max_chars_per_token, tokenizer=tokenizer,
+    )
+    vocab.save(root / p.out_dir)
+    stats = build_arrays(vocab, tables, root / p.arrays_dir)
+    metrics = {
+        "sha256": vocab.sha256,
+        "words": {"size": vocab.size, "min_count": p.min_count, "max_size": p.max_size,
+                  "train_types": counts.height, "train_tokens": int(counts["count"].sum()),
+                  "train_types_kept": vocab.size - 4},
+        "chars": {"unit": p.char_unit, "size": vocab.char_size, "min_count": p.char_min_count,
+                  "max_chars_per_token": p.max_chars_per_token},
+        "splits": {s: _coverage(st) for s, st in stats.items()},
+    }
+    atomic_write_json(root / p.metrics, metrics)
+    return {"stage": "vocab", "out_dir": str(root / p.out_dir), "arrays_dir": str(root / p.arrays_dir),
+            "metrics_file": str(root / p.metrics), **metrics}
