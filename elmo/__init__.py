@@ -6,3 +6,12 @@ DVC and Prefect all call.
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """``elmo.Elmo`` without importing torch on ``import elmo`` (PEP 562 lazy attribute)."""
+    if name == "Elmo":
+        from elmo.embed.elmo import Elmo
+
+        return Elmo
+    raise AttributeError(f"module 'elmo' has no attribute {name!r}")

@@ -4,4 +4,4 @@
 The returned report is JSON-serialisable and is what the CLI prints and Prefect records.
 """
 
-STAGES = ("crawl", "clean", "tokenize", "vocab", "pretrain", "finetune", "register")
+STAGES = ("crawl", "clean", "tokenize", "vocab", "pretrain", "fetch_task", "finetune", "register")

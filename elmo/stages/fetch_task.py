@@ -1,0 +1,89 @@
+"""fetch_task: download the labeled task data (default: KLUE YNAT v1.1 train and dev) for finetune.
+
+``finetune.task.source`` is an http(s) base URL or a local directory holding ``train_file`` and
+``dev_file`` (the official KLUE layout). Each file goes through the project's one downloader
+(:func:`elmo.crawl.fetch_file`: retries, verification, atomic write, sha256), is checked to be a
+readable dataset of the configured format, and is recorded in ``<data_dir>/manifest.json``
+(url, bytes, sha256, records). A rerun with an unchanged source downloads nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from elmo.errors import StageError
+from elmo.io import atomic_write_json
+
+log = logging.getLogger("elmo.fetch_task")
+MANIFEST = "manifest.json"
+
+
+def file_location(source: str, name: str, root: Path) -> str:
+    from elmo.crawl.source import source_kind
+
+    try:
+        kind = source_kind(source)
+    except ValueError as err:
+        raise StageError(f"finetune.task.source: {err}") from None
+    if kind == "http":
+        return (source if source.endswith("/") else source + "/") + name
+    base = Path(source).expanduser()
+    base = base if base.is_absolute() else root / base
+    if not base.is_dir():
+        raise FileNotFoundError(f"finetune.task.source: {source}: no such directory")
+    return str(base / name)
+
+
+def run(params, root: Path) -> dict:
+    from elmo.crawl import FetchError, NotFound, RetryPolicy, fetch_file
+
+    t = params.finetune.task
+    out = root / t.data_dir
+    out.mkdir(parents=True, exist_ok=True)
+    manifest_path = out / MANIFEST
+    previous = {}
+    if manifest_path.is_file():
+        try:
+            previous = json.loads(manifest_path.read_text(encoding="utf-8")).get("files", {})
+        except (json.JSONDecodeError, AttributeError):
+            previous = {}
+    policy = RetryPolicy.from_params(t)
+    files, report = {}, {"source": t.source, "data_dir": t.data_dir, "files": {}}
+    for name in (t.train_file, t.dev_file):
+        url = file_location(t.source, name, root)
+        prev = previous.get(name)
+        if prev and prev.get("url") != url:
+            prev = None
+        verify = _verifier_for(t, name)
+        try:
+            res = fetch_file(url, out / name, verify=verify, policy=policy, previous=prev)
+        except NotFound:
+            raise StageError(f"finetune.task: {url}: not found (check finetune.task.source and the file names)") from None
+        except FetchError as err:
+            raise StageError(f"finetune.task: {err}") from None
+        files[name] = res.entry()
+        report["files"][name] = {"status": res.status, "bytes": res.bytes, "records": res.info.get("records"),
+                                 "sha256": res.sha256}
+        log.info("%s: %s (%d bytes)", name, res.status, res.bytes)
+    atomic_write_json(manifest_path, {"source": t.source, "files": files})
+    return report
+
+
+def _verifier_for(t, name: str):
+    """The verifier of one file: its format is detected from ``name`` (the temp file has another suffix)."""
+    from elmo.crawl import VerifyError
+    from elmo.task.data import detect_format, read_records
+
+    fmt = detect_format(Path(name), t.format)
+
+    def verify(tmp: Path) -> dict:
+        try:
+            records, rep = read_records(tmp, text_field=t.text_field, label_field=t.label_field,
+                                        id_field=t.id_field, fmt=fmt, invalid_records="skip", empty_text="skip")
+        except StageError as err:
+            raise VerifyError(str(err).replace(str(tmp), name)) from None
+        return {"records": len(records), "skipped": sum(rep.skipped.values())}
+
+    return verify

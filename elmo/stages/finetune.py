@@ -1,0 +1,114 @@
+"""finetune: a frozen-biLM ELMo classifier on the task data, with baselines and ablations.
+
+    records (fetch_task) -> tokens (the pretraining Tokenizer) -> biLM layers, cached once
+      -> main model (finetune.model): early stopping + model selection on dev macro-F1
+      -> comparisons (finetune.compare): TF-IDF + LR and task-model variants, same data, same run
+    writes models/ynat/ (Classifier), metrics/finetune.json, metrics/finetune_comparison.{json,md},
+    plots/finetune/{history.csv, dev_predictions.csv, confusion.png}; all also in the MLflow run.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from elmo.errors import StageError
+
+
+def say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def load_task_data(t, data_dir: Path) -> dict[str, Any]:
+    """Train/dev records checked (see elmo/task/data.py) and the label set."""
+    from elmo.task.data import check_labels, read_records
+
+    kw = dict(text_field=t.text_field, label_field=t.label_field, id_field=t.id_field, fmt=t.format,
+              invalid_records=t.invalid_records, empty_text=t.empty_text)
+    train, train_rep = read_records(data_dir / t.train_file, **kw)
+    dev, dev_rep = read_records(data_dir / t.dev_file, **kw)
+    labels, dev, unseen = check_labels(train, dev, str(data_dir / t.dev_file), t.unseen_dev_labels)
+    if unseen:
+        dev_rep.skipped["unseen_label"] += unseen
+        dev_rep.records = len(dev)
+    if not dev:
+        raise StageError(f"{data_dir / t.dev_file}: no dev records left to evaluate on")
+    return {"train": train, "dev": dev, "labels": labels, "reports": {"train": train_rep, "dev": dev_rep}}
+
+
+def tokenize_records(tokenizer, records, max_tokens: int, report, policy: str, desc: str):
+    """Token lists (cut at max_tokens, counted); a text with no tokens is skipped (counted) or an error."""
+    from tqdm.auto import tqdm
+
+    kept, tokens, truncated = [], [], 0
+    for r in tqdm(records, desc=f"tokenize {desc}", unit="text", mininterval=2.0):
+        toks = tokenizer.tokenize(r.text)
+        if not toks:
+            msg = f"{report.file}: line {r.line}: field text has no tokens after analysis: {r.text!r}"
+            if policy == "error":
+                raise StageError(msg + " (set finetune.task.empty_text: skip to count and skip it)")
+            report.skip("empty_text", msg)
+            continue
+        truncated += len(toks) > max_tokens
+        kept.append(r)
+        tokens.append(toks[:max_tokens])
+    report.records = len(kept)
+    return kept, tokens, truncated
+
+
+def pretraining_tokenizer(bilm_dir: Path):
+    """The tokenizer the biLM's corpus was analysed with (stored in its vocabulary)."""
+    from elmo.model import vocab_dir
+    from elmo.vocab import Vocabulary
+
+    vdir = vocab_dir(bilm_dir)
+    if vdir is None:
+        raise FileNotFoundError(f"{bilm_dir}: the biLM was saved without its vocabulary (vocab/)")
+    return Vocabulary.load(vdir).make_tokenizer()
+
+
+def run(params, root: Path) -> dict:
+    import torch
+
+    from elmo.task.variants import VARIANTS
+    from elmo.text import Tokenizer
+    from elmo.tracking import start_run
+
+    f = params.finetune
+    t0 = time.perf_counter()
+    threads = f.train.threads or len(os.sched_getaffinity(0))
+    torch.set_num_threads(threads)
+    data = load_task_data(f.task, root / f.task.data_dir)
+    labels = data["labels"]
+    needs_elmo = f.model.use_elmo or any(
+        c in VARIANTS and VARIANTS[c][1].get("use_elmo", True) for c in f.compare)
+    bilm_dir = root / f.bilm_dir
+    if needs_elmo and not (bilm_dir / "config.json").is_file():
+        raise FileNotFoundError(f"{bilm_dir}: no saved biLM (run `elmo pretrain` first, or set finetune.bilm_dir)")
+    tokenizer = pretraining_tokenizer(bilm_dir) if (bilm_dir / "config.json").is_file() \
+        else Tokenizer.from_params(params.tokenize)
+    reps = data["reports"]
+    train_recs, train_tok, trunc_tr = tokenize_records(tokenizer, data["train"], f.max_tokens, reps["train"],
+                                                       f.task.empty_text, "train")
+    dev_recs, dev_tok, trunc_dev = tokenize_records(tokenizer, data["dev"], f.max_tokens, reps["dev"],
+                                                    f.task.empty_text, "dev")
+    say(f"finetune: {len(train_recs)} train / {len(dev_recs)} dev texts, {len(labels)} labels; "
+        f"skipped train {dict(reps['train'].skipped)} dev {dict(reps['dev'].skipped)}")
+
+    with start_run(params.mlflow, root, stage="finetune", params={"finetune": f.model_dump(), "seed": params.seed,
+                                                                   "tokenizer": tokenizer.config()}) as run:
+        from elmo.task.experiment import Experiment
+
+        job = Experiment(params, root, labels, train_recs, train_tok, dev_recs, dev_tok, tokenizer,
+                          bilm_dir if needs_elmo else None, log=say)
+        result = job.run_all()
+        result["data"] = {
+            "train": {**reps["train"].as_dict(), "truncated": trunc_tr},
+            "dev": {**reps["dev"].as_dict(), "truncated": trunc_dev},
+            "labels": labels,
+        }
+        result["seconds_total"] = time.perf_counter() - t0
+        job.write_outputs(result, run)
+    return job.report(result)

@@ -1,0 +1,153 @@
+"""A finetuned classifier as a self-contained directory, and its loader.
+
+    models/ynat/
+      config.json          {"format": "elmo-ko/classifier", "format_version": 1, "labels": [...],
+                            "task": TaskConfig, "max_tokens": 64, "meta": {...}}
+      weights.safetensors  the task model (mixes, word embedding, RNN, output layer)
+      words.txt            the task word vocabulary
+      tokenizer.json       how raw text is analysed (the pretraining corpus's tokenizer)
+      bilm/                the frozen biLM with its vocab/ (only when the model uses ELMo)
+
+``Classifier.load(dir).predict(["헤드라인", ...])`` -> ``[{"label": str, "probs": {label: p}}, ...]``
+(what ``elmo predict`` prints and the registry's pyfunc serves). No pickle anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from elmo.io import atomic_path
+from elmo.task.data import normalize_text
+from elmo.task.model import TaskConfig, TaskModel
+from elmo.task.words import TaskWords
+
+FORMAT = "elmo-ko/classifier"
+FORMAT_VERSION = 1
+
+
+def save_classifier(directory: str | Path, *, model: TaskModel, labels: list[str], words: TaskWords,
+                    tokenizer_config: dict, max_tokens: int, bilm_dir: str | Path | None,
+                    meta: dict | None = None) -> Path:
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    if model.cfg.use_elmo and bilm_dir is None:
+        raise ValueError("a model that uses ELMo is saved with its biLM (bilm_dir)")
+    doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "labels": labels, "task": model.cfg.to_dict(),
+           "max_tokens": max_tokens, "meta": meta or {}}
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(directory) as tmp:
+        tmp.mkdir()
+        (tmp / "config.json").write_text(json.dumps(doc, ensure_ascii=False, indent=2, sort_keys=True) + "\n",
+                                         encoding="utf-8")
+        save_file(state, str(tmp / "weights.safetensors"), metadata={"format": "pt", "model": FORMAT})
+        words.save(tmp / "words.txt")
+        (tmp / "tokenizer.json").write_text(json.dumps(tokenizer_config, ensure_ascii=False, indent=2) + "\n",
+                                            encoding="utf-8")
+        if model.cfg.use_elmo:
+            shutil.copytree(bilm_dir, tmp / "bilm")
+    return directory
+
+
+class Classifier:
+    def __init__(self, model: TaskModel, labels: list[str], words: TaskWords, tokenizer, elmo=None,
+                 max_tokens: int = 64) -> None:
+        if model.cfg.use_elmo and elmo is None:
+            raise ValueError("this model uses ELMo: pass the Elmo it was trained with")
+        self.model = model.eval()
+        self.labels = labels
+        self.words = words
+        self.tokenizer = tokenizer
+        self.elmo = elmo
+        self.max_tokens = max_tokens
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Classifier:
+        from safetensors.torch import load_file
+
+        from elmo.embed.elmo import Elmo
+        from elmo.text import Tokenizer
+
+        directory = Path(directory)
+        cfg_path = directory / "config.json"
+        if not cfg_path.is_file():
+            raise FileNotFoundError(f"{cfg_path}: no such file (not a classifier directory; `elmo finetune` writes one)")
+        try:
+            doc = json.loads(cfg_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{cfg_path}: not valid JSON: {err}") from None
+        if doc.get("format") != FORMAT or doc.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{cfg_path}: format {doc.get('format')!r} version {doc.get('format_version')!r}, "
+                             f"expected {FORMAT!r} version {FORMAT_VERSION}")
+        model = TaskModel(TaskConfig.from_dict(doc["task"]))
+        state = load_file(str(directory / "weights.safetensors"))
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ValueError(f"{directory / 'weights.safetensors'}: weights do not match config.json "
+                             f"(missing: {', '.join(missing) or '-'}; unexpected: {', '.join(unexpected) or '-'})")
+        tokenizer = Tokenizer.from_config(json.loads((directory / "tokenizer.json").read_text(encoding="utf-8")))
+        elmo = Elmo.load(directory / "bilm", tokenizer=tokenizer) if model.cfg.use_elmo else None
+        return cls(model, list(doc["labels"]), TaskWords.load(directory / "words.txt"), tokenizer, elmo,
+                   int(doc["max_tokens"]))
+
+    def tokens(self, texts: Sequence[str]) -> list[list[str]]:
+        out = []
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"text {i}: expected a string, got {type(text).__name__}")
+            toks = self.tokenizer.tokenize(normalize_text(text))[: self.max_tokens]
+            if not toks:
+                raise ValueError(f"text {i} is empty (no tokens after analysis): {text!r}")
+            out.append(toks)
+        return out
+
+    @torch.no_grad()
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """(N, K) class probabilities, columns in ``self.labels`` order."""
+        from elmo.task.train import TaskData, predict_proba
+
+        if isinstance(texts, str):
+            raise TypeError("predict() takes a list of texts, not one string")
+        if len(texts) == 0:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        tokens = self.tokens(texts)
+        layers = None
+        if self.model.cfg.use_elmo:
+            layers = _MemoryLayers(self.elmo, tokens)
+        data = TaskData([self.words.ids(t) for t in tokens], np.zeros(len(tokens), dtype=np.int64), layers)
+        return predict_proba(self.model, data)
+
+    def predict(self, texts: Sequence[str]) -> list[dict[str, Any]]:
+        probs = self.predict_proba(texts)
+        return [{"label": self.labels[int(p.argmax())], "probs": {lab: float(q) for lab, q in zip(self.labels, p)}}
+                for p in probs]
+
+
+class _MemoryLayers:
+    """The LayerCache interface over layers computed now, in memory (prediction on raw text)."""
+
+    def __init__(self, elmo, tokens: list[list[str]]) -> None:
+        self._layers: list[np.ndarray] = [None] * len(tokens)  # type: ignore[list-item]
+        for i, h in elmo.iter_layers(tokens):
+            self._layers[i] = h.permute(1, 0, 2).numpy()  # (n, L+1, D)
+
+    def __len__(self) -> int:
+        return len(self._layers)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self._layers[i]
+
+    def lengths(self) -> np.ndarray:
+        return np.array([len(h) for h in self._layers])
+
+    def padded(self, idx):
+        from elmo.embed.cache import pad_layers
+
+        return pad_layers([self._layers[i] for i in idx])

@@ -1,0 +1,97 @@
+"""The task model (Peters et al. 2018, §3.3): frozen biLM layers -> ELMo mix at the input
+(⊕ optional trainable word embedding) -> BiLSTM/GRU -> (⊕ optional second mix at its output)
+-> pooling over real positions -> dropout -> linear.
+
+The biLM's layers arrive precomputed (from :mod:`elmo.embed.cache` in training, from
+:class:`elmo.embed.Elmo` at prediction): only the mixes, the word embedding, the RNN and the
+output layer are trained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from elmo.embed.scalar_mix import ScalarMix
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    n_classes: int
+    vocab_size: int  # task word vocabulary (0 = <pad>, 1 = <unk>)
+    elmo_layers: int = 0  # L+1 (0 without ELMo)
+    elmo_dim: int = 0  # 2P
+    use_elmo: bool = True
+    elmo_gamma: bool = True
+    elmo_layer_norm: bool = False
+    elmo_output_mix: bool = False
+    elmo_dropout: float = 0.5
+    word_dim: int = 100
+    rnn: str = "lstm"
+    hidden: int = 128
+    rnn_layers: int = 1
+    pooling: str = "max_mean"
+    dropout: float = 0.3
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TaskConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"TaskConfig: unknown key(s) {', '.join(unknown)}")
+        return cls(**d)
+
+
+class TaskModel(nn.Module):
+    def __init__(self, cfg: TaskConfig) -> None:
+        super().__init__()
+        if cfg.use_elmo and (cfg.elmo_layers < 1 or cfg.elmo_dim < 1):
+            raise ValueError("use_elmo needs elmo_layers and elmo_dim")
+        if not cfg.use_elmo and cfg.word_dim == 0:
+            raise ValueError("the task model needs an input: use_elmo or word_dim > 0")
+        self.cfg = cfg
+        mix = dict(trainable_gamma=cfg.elmo_gamma, layer_norm=cfg.elmo_layer_norm)
+        self.input_mix = ScalarMix(cfg.elmo_layers, **mix) if cfg.use_elmo else None
+        self.output_mix = ScalarMix(cfg.elmo_layers, **mix) if cfg.use_elmo and cfg.elmo_output_mix else None
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.word_dim, padding_idx=0) if cfg.word_dim else None
+        in_dim = (cfg.elmo_dim if cfg.use_elmo else 0) + cfg.word_dim
+        rnn_cls = {"lstm": nn.LSTM, "gru": nn.GRU}[cfg.rnn]
+        self.rnn = rnn_cls(in_dim, cfg.hidden, num_layers=cfg.rnn_layers, batch_first=True, bidirectional=True,
+                           dropout=cfg.dropout if cfg.rnn_layers > 1 else 0.0)
+        out_dim = 2 * cfg.hidden + (cfg.elmo_dim if self.output_mix is not None else 0)
+        pooled = out_dim * (2 if cfg.pooling == "max_mean" else 1)
+        self.elmo_dropout = nn.Dropout(cfg.elmo_dropout)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.out = nn.Linear(pooled, cfg.n_classes)
+
+    def forward(self, elmo: torch.Tensor | None, words: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """elmo (B, L+1, T, 2P) or None, words (B, T) task word ids, mask (B, T) bool -> logits (B, K)."""
+        parts = []
+        if self.input_mix is not None:
+            if elmo is None:
+                raise ValueError("this model uses ELMo: pass the biLM layers")
+            parts.append(self.elmo_dropout(self.input_mix(elmo, layer_dim=1)))  # (B, T, 2P)
+        if self.embed is not None:
+            parts.append(self.dropout(self.embed(words)))  # (B, T, E)
+        x = torch.cat(parts, dim=-1)  # (B, T, in_dim)
+        lengths = mask.sum(dim=1).clamp(min=1).cpu()
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        h, _ = self.rnn(packed)
+        h, _ = pad_packed_sequence(h, batch_first=True, total_length=x.shape[1])  # (B, T, 2H)
+        if self.output_mix is not None:
+            h = torch.cat([h, self.elmo_dropout(self.output_mix(elmo, layer_dim=1))], dim=-1)
+        m = mask.unsqueeze(-1)  # (B, T, 1)
+        pooled = []
+        if self.cfg.pooling in ("max", "max_mean"):
+            pooled.append(h.masked_fill(~m, float("-inf")).max(dim=1).values)
+        if self.cfg.pooling in ("mean", "max_mean"):
+            pooled.append((h * m).sum(dim=1) / m.sum(dim=1).clamp(min=1))
+        return self.out(self.dropout(torch.cat(pooled, dim=-1)))  # (B, K)

@@ -1,0 +1,63 @@
+"""Finetune plots: the dev confusion matrix as a PNG (matplotlib, Agg) and CSVs for ``dvc plots``."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+from elmo.io import atomic_path, atomic_write_text
+
+
+def _korean_font():
+    """A FontProperties with Hangul glyphs (NanumGothic from koreanize-matplotlib), or None."""
+    from matplotlib import font_manager
+
+    try:
+        import koreanize_matplotlib  # noqa: F401 - registers NanumGothic with matplotlib
+    except ImportError:
+        return None
+    from importlib.resources import files
+
+    path = files("koreanize_matplotlib") / "fonts" / "NanumGothic.ttf"
+    return font_manager.FontProperties(fname=str(path)) if path.is_file() else None
+
+
+def confusion_png(path: str | Path, matrix: Sequence[Sequence[int]], labels: Sequence[str], title: str) -> None:
+    """Counts with row-normalised shading (recall per true class), written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    cm = np.asarray(matrix, dtype=float)
+    rates = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    font = _korean_font()
+    fig, ax = plt.subplots(figsize=(1.1 * len(labels) + 2.5, 1.0 * len(labels) + 2))
+    im = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontproperties=font)
+    ax.set_yticks(range(len(labels)), labels, fontproperties=font)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontproperties=font)
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=8,
+                    color="white" if rates[i, j] > 0.5 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def write_csv(path: str | Path, rows: list[dict], columns: list[str] | None = None) -> None:
+    columns = columns or (list(rows[0]) if rows else [])
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items() if k in columns})
+    atomic_write_text(path, buf.getvalue())
