@@ -56,6 +56,53 @@ _stage_command("tokenize", "Sentence-split and morphologically analyse the petit
 _stage_command("vocab", "Build word and character vocabularies and the training arrays.")
 _stage_command("pretrain", "Train the biLM (char-CNN, 2-layer LSTMs per direction, tied softmax).")
 _stage_command("finetune", "Finetune an ELMo classifier on KLUE YNAT (frozen biLM).")
+_stage_command("fetch_task", "Download the labeled task data for finetune (default: KLUE YNAT train/dev).")
+
+
+@app.command("embed")
+def embed(
+    file: Path,
+    out: Path = typer.Option(None, "--out", "-o", help="output .npz (default: FILE.elmo.npz)"),
+    model: str = typer.Option("models/bilm", "--model", "-m", help="biLM directory or registry URI"),
+    mixed: bool = typer.Option(False, "--mixed", help="write the average of the layers instead of every layer"),
+    params: str = ParamsOpt,
+) -> None:
+    """Write ELMo vectors for each non-empty line of a UTF-8 text file (an .npz, see elmo/embed/elmo.py)."""
+    from elmo.errors import USER_ERRORS
+
+    try:
+        from elmo.embed.elmo import Elmo, embed_file
+        from elmo.params import load_params
+        from elmo.text import Tokenizer
+
+        elmo = Elmo.load(model, tokenizer=Tokenizer.from_params(load_params(params).tokenize))
+        report = embed_file(elmo, file, out or file.with_name(file.name + ".elmo.npz"), layers=not mixed)
+    except (*USER_ERRORS, ValueError) as err:
+        _fail(err)
+    typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
+
+
+@app.command("predict")
+def predict(
+    texts: list[str],
+    model: str = typer.Option("models/ynat", "--model", "-m", help="classifier directory (elmo finetune writes it)"),
+    as_json: bool = typer.Option(False, "--json", help="print the results as JSON"),
+) -> None:
+    """Classify headlines: prints each one's label and class probabilities."""
+    from elmo.errors import USER_ERRORS
+
+    try:
+        from elmo.task.classifier import Classifier
+
+        results = Classifier.load(model).predict(texts)
+    except (*USER_ERRORS, ValueError, TypeError) as err:
+        _fail(err)
+    if as_json:
+        typer.echo(json.dumps(results, ensure_ascii=False, indent=2))
+        return
+    for text, r in zip(texts, results):
+        probs = "  ".join(f"{k} {v:.3f}" for k, v in sorted(r["probs"].items(), key=lambda kv: -kv[1]))
+        typer.echo(f"{r['label']}\t{text}\n  {probs}")
 _stage_command("register", "Register the models in MLflow; move `champion` only on improvement.")
 
 
