@@ -12,7 +12,7 @@ and ``normalize_texts`` for plain strings go through the same code. In this orde
    "[본 게시물의 일부 내용이 국민 청원 요건에 위배되어 관리자에 의해 수정되었습니다]".
 6. Every masked span (``clean.mask_pattern``: ``***``, ``○○○``, ``XXX`` …) becomes one
    placeholder (``clean.mask_placeholder``, default ``***``): a mask is one token, whatever
-   its length.
+   its length; directly adjacent masks (``**○○``) are one span.
 7. Whitespace runs (any Unicode White_Space: spaces, NBSP, ideographic space, tabs, newlines)
    become one space; both ends stripped.
 
@@ -85,6 +85,7 @@ class Normalizer:
         if "$" in self.mask_placeholder:
             raise ValueError("clean.mask_placeholder: must not contain '$'")
         self._notices = "|".join(f"(?:{p})" for p in self.moderator_notices) or None
+        self._masks = f"(?:{self.mask_pattern})+"  # adjacent masks ("**○○") are one span
 
     @classmethod
     def from_params(cls, p) -> "Normalizer":
@@ -102,8 +103,8 @@ class Normalizer:
         if self._notices:
             c["moderator_notices_removed"] += int(s.str.count_matches(self._notices).sum() or 0)
             s = s.str.replace_all(self._notices, " ")
-        c["masked_spans"] += int(s.str.count_matches(self.mask_pattern).sum() or 0)
-        s = s.str.replace_all(self.mask_pattern, self.mask_placeholder)
+        c["masked_spans"] += int(s.str.count_matches(self._masks).sum() or 0)
+        s = s.str.replace_all(self._masks, self.mask_placeholder)
         return s.str.replace_all(SPACES, " ").str.strip_chars(" ")
 
     def texts(self, texts: list[str]) -> list[str]:

@@ -12,8 +12,9 @@ DEFAULT_MODERATOR_NOTICES = [
     r"\(\s*본문의\s*내용\s*중\s*타인의\s*명의\s*등\s*개인정보가\s*무분별하게\s*노출되어\s*해당\s*내용은\s*"
     r"홈페이지\s*관리자에\s*의해\s*'숨김'\s*처리\s*되었습니다\.?\s*\)",
 ]
-# Masked spans: runs of 2+ asterisks or circles (***, ○○○) and of 3+ x (XXX). Rust regex syntax.
-DEFAULT_MASK_PATTERN = r"[*＊]{2,}|[○◯]{2,}|[xX]{3,}"
+# Masked spans (Rust regex syntax): 2+ asterisks, 2+ circles or 3+ x (***, ○○○, XXX), with any
+# asterisks and circles around them (**○○*): each becomes one placeholder.
+DEFAULT_MASK_PATTERN = r"[*＊○◯]*(?:[*＊]{2}|[○◯]{2}|[xX]{3,})[*＊○◯]*"
 
 
 class CleanParams(Section):

@@ -10,7 +10,8 @@ Every line of every month in crawl's manifest is read and ends up in exactly one
   detail, raw) — see elmo/clean/schema.py for the reasons.
 
 ``clean.metrics`` (a DVC metric) holds read = kept + duplicates + quarantined (checked here),
-the counts per reason, per file and per split, and what normalisation changed.
+the counts per reason and per split, and what normalisation changed; the report the stage
+returns (printed by the CLI) adds the counts per month file.
 """
 
 from __future__ import annotations
@@ -126,6 +127,15 @@ def run(params: Params, root: Path) -> dict[str, Any]:
     dups_per_file = Counter(dups["source_file"].to_list())
     q_per_file = Counter(q["source_file"] for q in quarantine)
     split_counts = Counter(kept["split"].to_list())
+    per_file = {  # in the report, not the metric: `dvc metrics show` stays readable
+        name: {
+            "read": n,
+            "kept": kept_per_file.get(name, 0),
+            "duplicates": dups_per_file.get(name, 0),
+            "quarantined": q_per_file.get(name, 0),
+        }
+        for name, n in sorted(read_per_file.items())
+    }
     metrics = {
         "read": read,
         "kept": kept.height,
@@ -134,15 +144,6 @@ def run(params: Params, root: Path) -> dict[str, Any]:
         "quarantine_reasons": {r: reasons.get(r, 0) for r in REASONS},
         "quarantine_fields": dict(sorted(by_field.items())),
         "splits": {s: split_counts.get(s, 0) for s in SPLITS},
-        "files": {
-            name: {
-                "read": n,
-                "kept": kept_per_file.get(name, 0),
-                "duplicates": dups_per_file.get(name, 0),
-                "quarantined": q_per_file.get(name, 0),
-            }
-            for name, n in sorted(read_per_file.items())
-        },
         "normalisation": {
             k: norm.counts.get(k, 0)
             for k in ("html_entities", "nfc_changed", "zero_width_removed", "control_chars",
@@ -164,6 +165,7 @@ def run(params: Params, root: Path) -> dict[str, Any]:
         **{k: metrics[k] for k in ("read", "kept", "duplicates", "quarantined", "splits")},
         "quarantine_reasons": {k: v for k, v in metrics["quarantine_reasons"].items() if v},
         "duplicate_ids": sorted(set(dups["petition_idx"].to_list()))[:20],
+        "files": per_file,
         "seconds": round(seconds, 3),
         "rows_per_s": round(read / seconds) if seconds > 0 else None,
         "mb_per_s": round(nbytes / 1e6 / seconds, 2) if seconds > 0 else None,
