@@ -72,3 +72,17 @@ def test_dvc_stage_commands_are_the_cli(repo_root: Path) -> None:
     for name, stage in stages.items():
         assert stage["cmd"] == f"elmo {name}", name
         assert name in commands, name
+
+
+def test_set_params_keeps_comments_and_layout(tmp_path: Path, repo_root: Path) -> None:
+    f = tmp_path / "params.yaml"
+    original = (repo_root / "params.yaml").read_text(encoding="utf-8")
+    f.write_text(original, encoding="utf-8")
+    set_params(f, ["crawl.source=http://127.0.0.1:8765/petitions_archive/", "crawl.months=[2019-04, 2019-05]"])
+    changed = [(a, b) for a, b in zip(original.splitlines(), f.read_text(encoding="utf-8").splitlines()) if a != b]
+    assert len(original.splitlines()) == len(f.read_text(encoding="utf-8").splitlines())
+    assert [b.split("#")[0].strip() for _, b in changed] == [
+        "source: http://127.0.0.1:8765/petitions_archive/",
+        "months: [2019-04, 2019-05]",
+    ]
+    assert "# null = every month named in `files`" in changed[1][1]  # its comment survived

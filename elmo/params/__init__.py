@@ -97,12 +97,23 @@ def set_params(path: str | Path, assignments: list[str]) -> Params:
     """Apply ``dotted.key=value`` assignments (values parsed as YAML) to a params file.
 
     The result is validated before the file is rewritten (atomically), so a bad assignment leaves
-    the file unchanged. Comments are not preserved in the sections that change.
+    the file unchanged. Everything else in the file — comments, order, quoting — stays as it was
+    (a ruamel.yaml round trip).
     """
+    import io
+
+    from ruamel.yaml import YAML
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
     from elmo.io import atomic_write_text
 
+    rt = YAML()
+    rt.preserve_quotes = True
+    rt.width = 4096
+    rt.indent(mapping=2, sequence=4, offset=2)
+    rt.representer.add_representer(type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null"))
     path = Path(path)
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    data = rt.load(path.read_text(encoding="utf-8")) or CommentedMap()
     for a in assignments:
         if "=" not in a:
             raise ParamsError(f"{a!r}: expected dotted.key=value")
@@ -113,9 +124,15 @@ def set_params(path: str | Path, assignments: list[str]) -> Params:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ParamsError(f"{path}: {key}: {part} is not a section")
-        node[parts[-1]] = yaml.safe_load(raw)
-    params = parse_params(data, path)
-    atomic_write_text(path, yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
+        value = yaml.safe_load(raw)
+        if isinstance(value, list):
+            value = CommentedSeq(value)
+            value.fa.set_flow_style()  # [2019-04, 2019-05], as a person would write it
+        node[parts[-1]] = value
+    buf = io.StringIO()
+    rt.dump(data, buf)
+    params = parse_params(yaml.safe_load(buf.getvalue()), path)
+    atomic_write_text(path, buf.getvalue())
     return params
 
 
