@@ -116,7 +116,7 @@ def run(params: Params, root: Path) -> dict[str, Any]:
                              f"quarantined {len(quarantine)}")
 
     with atomic_path(root / p.out_parquet) as tmp:
-        kept.write_parquet(tmp, compression="zstd", statistics=True)
+        kept.write_parquet(tmp, compression="zstd", compression_level=1, statistics=True)
     atomic_write_text(
         root / p.quarantine, "".join(json.dumps(q, ensure_ascii=False) + "\n" for q in quarantine)
     )
