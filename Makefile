@@ -26,6 +26,7 @@ ifneq ($(MIRROR),)
 	$(BIN)/elmo serve-dir $(MIRROR) --port $(MIRROR_PORT) & srv=$$!; \
 	trap "kill $$srv 2>/dev/null" EXIT; sleep 1; \
 	$(BIN)/elmo params set crawl.source=http://127.0.0.1:$(MIRROR_PORT)/petitions_archive/; \
+	$(BIN)/elmo params set finetune.task.source=http://127.0.0.1:$(MIRROR_PORT)/klue/ynat-v1.1/; \
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro
 else
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro

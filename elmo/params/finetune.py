@@ -98,6 +98,7 @@ class FinetuneParams(Section):
     out_dir: str = "models/ynat"
     metrics: str = "metrics/finetune.json"
     comparison: str = "metrics/finetune_comparison.json"
+    comparison_table: str = "metrics/finetune_comparison.md"
     plots_dir: str = "plots/finetune"
     # frozen biLM layer outputs, computed once per (biLM, tokens) and reused (not a DVC output)
     cache_dir: str = "data/cache/elmo"

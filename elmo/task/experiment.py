@@ -125,6 +125,12 @@ class Experiment:
                          "accuracy": fit_res.best_dev["accuracy"], "best_epoch": fit_res.best_epoch,
                          "seconds": fit_res.seconds, "is_main": same,
                          "history": [{"epoch": h["epoch"], "dev_macro_f1": h["dev_macro_f1"]} for h in fit_res.history]})
+        if not any(r.get("is_main") for r in rows):  # the main model is none of the named variants
+            rows.append({"name": MAIN, "description": "finetune.model as configured (models/ynat)",
+                         "macro_f1": main_fit.best_dev["macro_f1"], "accuracy": main_fit.best_dev["accuracy"],
+                         "best_epoch": main_fit.best_epoch, "seconds": main_fit.seconds, "is_main": True,
+                         "history": [{"epoch": h["epoch"], "dev_macro_f1": h["dev_macro_f1"]}
+                                     for h in main_fit.history]})
         return {"main": main_fit, "comparison": rows}
 
     # ------------------------------------------------------------------ outputs
@@ -160,7 +166,7 @@ class Experiment:
         atomic_write_json(root / f.metrics, metrics)
         table = [{k: v for k, v in r.items() if k != "history"} for r in rows]
         atomic_write_json(root / f.comparison, {"main_macro_f1": dev["macro_f1"], "rows": table})
-        md_path = (root / f.comparison).with_suffix(".md")
+        md_path = root / f.comparison_table
         atomic_write_text(md_path, comparison_markdown(table, dev["macro_f1"]))
         plots = root / f.plots_dir
         write_csv(plots / "history.csv", main.history)
@@ -194,7 +200,7 @@ def comparison_markdown(rows: list[dict], main_f1: float) -> str:
     lines = ["| model | what it is | dev macro-F1 | dev accuracy | best epoch | seconds |",
              "|---|---|---|---|---|---|"]
     for r in rows:
-        name = f"**{r['name']}** (main)" if r.get("is_main") else r["name"]
+        name = r["name"] if r["name"] == MAIN else (f"**{r['name']}** (main)" if r.get("is_main") else r["name"])
         lines.append(f"| {name} | {r['description']} | {r['macro_f1']:.4f} | {r['accuracy']:.4f} | "
                      f"{r['best_epoch'] if r['best_epoch'] is not None else '-'} | {r['seconds']:.0f} |")
     return "\n".join(lines) + f"\n\nMain model (models/ynat): dev macro-F1 {main_f1:.4f}.\n"

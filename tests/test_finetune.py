@@ -1,0 +1,222 @@
+"""The fetch_task and finetune stages end to end on a tiny fixture (tiny random biLM, 3 classes),
+and fetch_task against the offline mirror's real YNAT files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from elmo.errors import StageError
+from tiny_elmo import HEADLINES, make_bilm_dir
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from elmo.text import Tokenizer
+
+    return Tokenizer("mecab")
+
+
+def klue_files(src: Path) -> None:
+    """train/dev in the official KLUE layout; train has one empty title (a counted skip)."""
+    src.mkdir(parents=True, exist_ok=True)
+    train, dev = [], []
+    for lab, texts in HEADLINES.items():
+        for i, t in enumerate(texts):
+            rec = {"guid": f"ynat-v1_train_{len(train):05d}", "title": t, "label": lab, "url": "u"}
+            (dev if i % 3 == 0 else train).append(rec)
+    train.append({"guid": "ynat-v1_train_empty", "title": " ", "label": "정치", "url": "u"})
+    for name, recs in (("ynat-v1.1_train.json", train), ("ynat-v1.1_dev.json", dev)):
+        (src / name).write_text(json.dumps(recs, ensure_ascii=False, indent=4), encoding="utf-8")
+
+
+def workspace(root: Path, repo_root: Path, bilm: Path, **finetune) -> Path:
+    params = yaml.safe_load((repo_root / "params.yaml").read_text(encoding="utf-8"))
+    f = params["finetune"]
+    f["task"]["source"] = str(root / "src")
+    f["bilm_dir"] = str(bilm)
+    f["model"].update(word_dim=8, hidden=8, word_min_count=1)
+    f["train"].update(batch_size=4, lr=0.01, max_epochs=3, patience=3, threads=1)
+    f["tfidf"].update(min_df=1)
+    f["cache_dtype"] = "float32"
+    for key, value in finetune.items():
+        f[key] = value
+    (root / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
+    return root / "params.yaml"
+
+
+@pytest.fixture(scope="module")
+def finetuned(tmp_path_factory, repo_root, tokenizer):
+    from elmo.cli import run_stage
+
+    root = tmp_path_factory.mktemp("ws")
+    bilm = make_bilm_dir(tmp_path_factory.mktemp("bilm"), tokenizer)
+    klue_files(root / "src")
+    pfile = workspace(root, repo_root, bilm)
+    fetched = run_stage("fetch_task", str(pfile), root)
+    report = run_stage("finetune", str(pfile), root)
+    return root, pfile, fetched, report
+
+
+def test_fetch_task_writes_files_and_manifest(finetuned) -> None:
+    root, _, fetched, _ = finetuned
+    data = root / "data/task/ynat"
+    manifest = json.loads((data / "manifest.json").read_text())
+    assert set(manifest["files"]) == {"ynat-v1.1_train.json", "ynat-v1.1_dev.json"}
+    entry = manifest["files"]["ynat-v1.1_dev.json"]
+    assert entry["records"] == 6 and len(entry["sha256"]) == 64
+    assert (data / "ynat-v1.1_dev.json").read_bytes() == (root / "src/ynat-v1.1_dev.json").read_bytes()
+    assert fetched["files"]["ynat-v1.1_train.json"]["records"] == 12  # the empty title is not a record
+
+
+def test_finetune_outputs_and_metrics_equal_sklearn(finetuned) -> None:
+    from sklearn.metrics import accuracy_score, f1_score
+
+    from elmo.task.classifier import Classifier
+
+    root, _, _, report = finetuned
+    metrics = json.loads((root / "metrics/finetune.json").read_text())
+    assert metrics["n_train"] == 12 and metrics["n_dev"] == 6
+    assert metrics["data"]["train"]["skipped"] == {"empty_text": 1}
+    assert metrics["labels"] == sorted(HEADLINES) and 1 <= metrics["best_epoch"] <= 3
+    dev = json.loads((root / "data/task/ynat/ynat-v1.1_dev.json").read_text())
+    clf = Classifier.load(root / "models/ynat")
+    pred = [r["label"] for r in clf.predict([r["title"] for r in dev])]
+    truth = [r["label"] for r in dev]
+    assert metrics["macro_f1"] == pytest.approx(f1_score(truth, pred, average="macro"), abs=1e-9)
+    assert metrics["accuracy"] == pytest.approx(accuracy_score(truth, pred), abs=1e-9)
+    assert report["macro_f1"] == metrics["macro_f1"]
+    assert (root / "models/ynat/bilm/weights.safetensors").is_file()
+    assert json.loads((root / "models/ynat/tokenizer.json").read_text())["tagger"] == "mecab"
+
+
+def test_comparison_table_plots_and_mlflow(finetuned) -> None:
+    import mlflow
+
+    root, _, _, _ = finetuned
+    comp = json.loads((root / "metrics/finetune_comparison.json").read_text())
+    names = [r["name"] for r in comp["rows"]]
+    assert names == ["tfidf_lr", "no_elmo", "elmo_no_gamma", "elmo", "elmo_in_out"]
+    main = [r for r in comp["rows"] if r.get("is_main")]
+    assert [r["name"] for r in main] == ["elmo"] and main[0]["macro_f1"] == comp["main_macro_f1"]
+    table = (root / "metrics/finetune_comparison.md").read_text()
+    assert "| tfidf_lr |" in table and "**elmo** (main)" in table
+    plots = root / "plots/finetune"
+    hist = (plots / "history.csv").read_text().splitlines()
+    assert hist[0].startswith("epoch,") and len(hist) == 4
+    assert (plots / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    preds = (plots / "dev_predictions.csv").read_text().splitlines()
+    assert preds[0] == "actual,predicted" and len(preds) == 7
+    mlflow.set_tracking_uri("sqlite:///" + str(root / "mlflow.db"))
+    runs = mlflow.search_runs(experiment_names=["elmo-ko"], filter_string="tags.`elmo.stage` = 'finetune'")
+    assert len(runs) == 1
+    run = mlflow.get_run(runs.iloc[0]["run_id"])
+    assert run.data.metrics["macro_f1"] == pytest.approx(comp["main_macro_f1"])
+    assert "compare.tfidf_lr.macro_f1" in run.data.metrics
+    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "dev_macro_f1")
+    assert sorted(m.step for m in history) == [1, 2, 3]
+
+
+def test_second_run_reuses_the_cached_layers(finetuned, capsys) -> None:
+    from elmo.cli import run_stage
+
+    root, pfile, _, _ = finetuned
+    caches = sorted(p.name for p in (root / "data/cache/elmo").iterdir())
+    assert len(caches) == 2  # train and dev
+    params = yaml.safe_load(pfile.read_text())
+    params["finetune"]["compare"] = []  # only the main model; a config none of the variants matches
+    params["finetune"]["model"]["elmo_layer_norm"] = True
+    params["finetune"]["train"]["max_epochs"] = 1
+    again = pfile.with_name("again.yaml")
+    again.write_text(yaml.safe_dump(params, allow_unicode=True))
+    capsys.readouterr()
+    run_stage("finetune", str(again), root)
+    assert "read from" in capsys.readouterr().out
+    assert sorted(p.name for p in (root / "data/cache/elmo").iterdir()) == caches
+    comp = json.loads((root / "metrics/finetune_comparison.json").read_text())
+    assert [(r["name"], r["is_main"]) for r in comp["rows"]] == [("main", True)]
+
+
+def test_elmo_predict_command(finetuned) -> None:
+    from typer.testing import CliRunner
+
+    from elmo.cli import app
+
+    root, _, _, _ = finetuned
+    res = CliRunner().invoke(app, ["predict", "국회 예산안 통과", "손흥민 골", "--model", str(root / "models/ynat"),
+                                   "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert len(out) == 2 and out[0]["label"] in HEADLINES
+    res = CliRunner().invoke(app, ["predict", "국회", "--model", str(root / "nope")])
+    assert res.exit_code == 2 and "no such file" in res.output
+
+
+def test_unseen_dev_label_and_malformed_record_stop_finetune(tmp_path, repo_root, tokenizer, finetuned) -> None:
+    from elmo.cli import run_stage
+
+    root, _, _, _ = finetuned
+    bilm = root / "models/ynat/bilm"
+    klue_files(tmp_path / "src")
+    dev = json.loads((tmp_path / "src/ynat-v1.1_dev.json").read_text())
+    dev.append({"guid": "x", "title": "유엔 총회 개막", "label": "세계"})
+    (tmp_path / "src/ynat-v1.1_dev.json").write_text(json.dumps(dev, ensure_ascii=False, indent=4))
+    pfile = workspace(tmp_path, repo_root, bilm, compare=["tfidf_lr"])
+    run_stage("fetch_task", str(pfile), tmp_path)
+    with pytest.raises(StageError, match=r"ynat-v1.1_dev.json: line \d+: field label: '세계' does not occur in train"):
+        run_stage("finetune", str(pfile), tmp_path)
+    train = json.loads((tmp_path / "src/ynat-v1.1_train.json").read_text())
+    train[0]["title"] = None
+    (tmp_path / "data/task/ynat/ynat-v1.1_train.json").write_text(json.dumps(train, ensure_ascii=False, indent=4))
+    with pytest.raises(StageError, match=r"ynat-v1.1_train.json: line 2: field 'title' must be a string"):
+        run_stage("finetune", str(pfile), tmp_path)
+
+
+@pytest.mark.network
+def test_fetch_task_over_http_and_rejects_a_bad_file(tmp_path, repo_root) -> None:
+    from elmo.cli import run_stage
+    from elmo.httpserve import serve_directory
+
+    klue_files(tmp_path / "srv")
+    pfile = workspace(tmp_path, repo_root, tmp_path / "no-bilm")
+    params = yaml.safe_load(pfile.read_text())
+    params["finetune"]["task"].update(retries=1, backoff_base_s=0.01, backoff_max_s=0.01)
+    with serve_directory(tmp_path / "srv") as url:
+        params["finetune"]["task"]["source"] = url
+        pfile.write_text(yaml.safe_dump(params, allow_unicode=True))
+        first = run_stage("fetch_task", str(pfile), tmp_path)
+        again = run_stage("fetch_task", str(pfile), tmp_path)
+        assert {f["status"] for f in first["files"].values()} == {"fetched"}
+        assert {f["status"] for f in again["files"].values()} == {"unchanged"}
+        (tmp_path / "srv/ynat-v1.1_dev.json").write_text("[{\"title\": \"a\",", encoding="utf-8")
+        with pytest.raises(StageError, match="not valid JSON"):
+            run_stage("fetch_task", str(pfile), tmp_path)
+        params["finetune"]["task"]["dev_file"] = "missing.json"
+        pfile.write_text(yaml.safe_dump(params, allow_unicode=True))
+        with pytest.raises(StageError, match="not found"):
+            run_stage("fetch_task", str(pfile), tmp_path)
+    # the good copy fetched earlier is still there, whole
+    assert json.loads((tmp_path / "data/task/ynat/ynat-v1.1_dev.json").read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.network
+def test_fetch_task_from_the_mirror(mirror_url, tmp_path, repo_root) -> None:
+    from elmo.cli import run_stage
+    from elmo.params import load_params
+    from elmo.stages.finetune import load_task_data
+
+    pfile = workspace(tmp_path, repo_root, tmp_path / "no-bilm")
+    params = yaml.safe_load(pfile.read_text())
+    params["finetune"]["task"]["source"] = mirror_url + "klue/ynat-v1.1/"
+    pfile.write_text(yaml.safe_dump(params, allow_unicode=True))
+    report = run_stage("fetch_task", str(pfile), tmp_path)
+    assert report["files"]["ynat-v1.1_train.json"]["records"] == 36_547
+    assert report["files"]["ynat-v1.1_dev.json"]["records"] == 9_107
+    p = load_params(pfile)
+    data = load_task_data(p.finetune.task, tmp_path / p.finetune.task.data_dir)
+    assert data["labels"] == ["IT과학", "경제", "사회", "생활문화", "세계", "스포츠", "정치"]
+    assert not data["reports"]["train"].skipped and not data["reports"]["dev"].skipped
