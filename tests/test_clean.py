@@ -162,6 +162,9 @@ def test_normaliser_counts_and_other_placeholder():
     norm = Normalizer.from_params(p)
     assert norm.texts(["a ** b ○○ c **○○XXX", "&lt;x&gt;", ""]) == ["a <mask> b <mask> c <mask>", "<x>", ""]
     assert norm.counts["masked_spans"] == 3 and norm.counts["html_entities"] == 1
+    given = pl.Series(["a\u200b  **b", "&amp;", None])
+    assert norm.series(given).to_list() == ["a <mask>b", "&", None]
+    assert given.to_list() == ["a\u200b  **b", "&amp;", None]  # the input is not modified
 
 
 @pytest.mark.parametrize(

@@ -53,20 +53,35 @@ def check_pattern(pattern: str, what: str) -> None:
 
 
 def _unescape_nfc(s: pl.Series, counts: Counter) -> pl.Series:
-    """Steps 1-2 (in Python: its NFC has a quick-check fast path that polars' lacks)."""
-    out = []
-    for x in s.to_list():
-        if x is not None:
-            if "&" in x:
-                y = html.unescape(x)
-                if y != x:
-                    counts["html_entities"] += 1
-                    x = y
-            if not unicodedata.is_normalized("NFC", x):
-                counts["nfc_changed"] += 1
-                x = unicodedata.normalize("NFC", x)
-        out.append(x)
-    return pl.Series(s.name, out, dtype=pl.String)
+    """Steps 1-2 (in Python: its NFC has a quick-check fast path that polars' lacks); only the
+    values that change are written back."""
+    idx, values = [], []
+    for i, x in enumerate(s.to_list()):
+        if x is None:
+            continue
+        y = x
+        if "&" in y:
+            z = html.unescape(y)
+            if z != y:
+                counts["html_entities"] += 1
+                y = z
+        if not unicodedata.is_normalized("NFC", y):
+            counts["nfc_changed"] += 1
+            y = unicodedata.normalize("NFC", y)
+        if y is not x:
+            idx.append(i)
+            values.append(y)
+    return s.scatter(idx, values) if idx else s
+
+
+def _replace(s: pl.Series, pattern: str, value: str, counts: Counter, key: str) -> pl.Series:
+    """Replace every match of ``pattern``, counting them; only the rows that match are rewritten."""
+    n = s.str.count_matches(pattern)
+    counts[key] += int(n.sum() or 0)
+    rows = (n > 0).arg_true()
+    if rows.len() == 0:
+        return s
+    return s.scatter(rows, s.gather(rows).str.replace_all(pattern, value))
 
 
 @dataclass
@@ -95,17 +110,13 @@ class Normalizer:
     def series(self, s: pl.Series) -> pl.Series:
         """Normalise a String series (nulls stay null); adds to ``counts``."""
         c = self.counts
-        s = _unescape_nfc(s.cast(pl.String), c)
-        c["zero_width_removed"] += int(s.str.count_matches(ZERO_WIDTH).sum() or 0)
-        s = s.str.replace_all(ZERO_WIDTH, "")
-        c["control_chars"] += int(s.str.count_matches(CONTROL).sum() or 0)
-        s = s.str.replace_all(CONTROL, " ")
+        s = _unescape_nfc(s.cast(pl.String).clone(), c)
+        s = _replace(s, ZERO_WIDTH, "", c, "zero_width_removed")
+        s = _replace(s, CONTROL, " ", c, "control_chars")
         if self._notices:
-            c["moderator_notices_removed"] += int(s.str.count_matches(self._notices).sum() or 0)
-            s = s.str.replace_all(self._notices, " ")
-        c["masked_spans"] += int(s.str.count_matches(self._masks).sum() or 0)
-        s = s.str.replace_all(self._masks, self.mask_placeholder)
-        return s.str.replace_all(SPACES, " ").str.strip_chars(" ")
+            s = _replace(s, self._notices, " ", c, "moderator_notices_removed")
+        s = _replace(s, self._masks, self.mask_placeholder, c, "masked_spans")
+        return _replace(s, SPACES, " ", Counter(), "spaces").str.strip_chars(" ")
 
     def texts(self, texts: list[str]) -> list[str]:
         return self.series(pl.Series("text", texts, dtype=pl.String)).to_list()

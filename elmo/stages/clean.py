@@ -102,13 +102,18 @@ def run(params: Params, root: Path) -> dict[str, Any]:
     except ValueError as err:
         raise StageError(str(err)) from None
     rows, raws, quarantine, read_per_file, nbytes = read_rows(in_dir)
+    steps = tqdm(total=3, desc="clean: normalise", unit="step")
     valid, empty = normalise(rows, raws, norm)
     quarantine = sorted(quarantine + empty, key=lambda q: (q["source_file"], q["line"]))
+    steps.update(1)
+    steps.set_description("clean: deduplicate, split")
     kept, dups = deduplicate(valid)
     kept = kept.with_columns(
         pl.Series("split", assign_splits(kept["petition_idx"], p.valid_fraction, p.test_fraction, p.split_salt),
                   dtype=pl.String)
     ).sort("petition_idx").select(list(SCHEMA))
+    steps.update(1)
+    steps.set_description("clean: write")
 
     read = sum(read_per_file.values())
     if read != kept.height + dups.height + len(quarantine):  # the contract; a bug if it ever fails
@@ -120,6 +125,8 @@ def run(params: Params, root: Path) -> dict[str, Any]:
     atomic_write_text(
         root / p.quarantine, "".join(json.dumps(q, ensure_ascii=False) + "\n" for q in quarantine)
     )
+    steps.update(1)
+    steps.close()
 
     reasons = Counter(q["reason"] for q in quarantine)
     by_field = Counter(f"{q['reason']}.{q['field']}" for q in quarantine if q["field"])
