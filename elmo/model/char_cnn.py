@@ -40,12 +40,17 @@ class CharCNN(nn.Module):
     def forward(self, chars: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """chars (B, T, C), mask (B, T) -> token vectors (B, T, P); zeros at pad positions.
 
-        Only the real tokens are encoded; each token's vector depends on its own characters only.
+        Only the real tokens are encoded, each distinct spelling once; a token's vector depends on
+        its own characters only.
         """
         B, T, C = chars.shape
         out = chars.new_zeros((B, T, self.config.projection_dim), dtype=self.proj.weight.dtype)
         idx = mask.reshape(-1).nonzero().squeeze(1)  # (N,) flat positions of real tokens
         if idx.numel():
-            vecs = self.encode(chars.reshape(B * T, C).index_select(0, idx))  # (N, P)
+            flat = chars.reshape(B * T, C).index_select(0, idx)  # (N, C)
+            # Text repeats itself (particles, endings, punctuation): encode each distinct spelling
+            # once (U << N) and scatter; the gradient of a repeated token is summed by index_select.
+            uniq, inverse = torch.unique(flat, dim=0, return_inverse=True)  # (U, C), (N,)
+            vecs = self.encode(uniq).index_select(0, inverse)  # (N, P)
             out = out.reshape(B * T, -1).index_copy(0, idx, vecs.to(out.dtype)).reshape(B, T, -1)
         return out
