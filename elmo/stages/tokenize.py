@@ -9,23 +9,33 @@ petition in parallel (``tokenize.workers`` processes) and writes, atomically as 
 
 plus ``tokenize.metrics`` (counts per split; timings go to the report only, so the metrics file is
 deterministic too).
+
+The same work can be fanned out over a cluster (flows/fanout.py's shard protocol):
+``plan_shards`` → ``run_shard`` for each (writes ``{out_dir}.shards/NNNNN/``) → ``finish_shards``
+(merges the parts into ``out_dir``). ``run`` gives exactly the bytes of that path; it just streams
+the shards through a local process pool instead of through files.
 """
 
 from __future__ import annotations
 
+import math
+import shutil
 import time
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import polars as pl
 
 from elmo.data.tables import read_parquet_checked, row_label
 from elmo.errors import StageError
 from elmo.io import atomic_path, atomic_write_json
-from elmo.text.parallel import SPLITS, resolve_workers, tokenize_to_parquet
+from elmo.text.parallel import SPLITS, STAT_KEYS, merge_parts, resolve_workers, tokenize_to_parquet
 from elmo.text.tokenizer import Tokenizer
 
 TOKENIZER_FILE = "tokenizer.json"
+FANOUT_SHARD_CHARS = 1_000_000  # characters per fan-out shard (plan_shards)
 
 
 def read_petitions(path: Path, fields: list[str]) -> pl.DataFrame:
@@ -61,36 +71,95 @@ def _versions(tagger: str) -> dict[str, str]:
     return out
 
 
+def _tokenize_rows(p, df: pl.DataFrame, out_dir: Path, workers: int, progress: bool) -> dict:
+    return tokenize_to_parquet(
+        df["petition_idx"].to_list(), df["split"].to_list(), [df[f].to_list() for f in p.fields],
+        Tokenizer.from_params(p), out_dir, workers=workers, progress=progress,
+    )
+
+
+def _finish(p, root: Path, in_path: Path, n_petitions: int, tmp_out: Path, stats: dict) -> dict:
+    """Check the totals, write tokenizer.json into the (temporary) output and the metrics."""
+    total = {k: sum(st[k] for st in stats.values()) for k in STAT_KEYS}
+    if total["tokens"] == 0:
+        raise StageError(f"{in_path}: no tokens at all in fields {', '.join(p.fields)} of {n_petitions} petitions")
+    tokenizer = Tokenizer.from_params(p)
+    atomic_write_json(tmp_out / TOKENIZER_FILE, {
+        "tokenizer": tokenizer.config(), "fields": list(p.fields), "versions": _versions(p.tagger),
+    })
+    return {"tokenizer": tokenizer.config(), "fields": list(p.fields), "splits": stats, "total": total}
+
+
+def _report(p, root: Path, metrics: dict, seconds: float, workers: int | str) -> dict:
+    atomic_write_json(root / p.metrics, metrics)
+    chars = metrics["total"]["chars"]
+    return {"stage": "tokenize", "out_dir": str(root / p.out_dir), "metrics_file": str(root / p.metrics),
+            "workers": workers, "seconds": round(seconds, 2),
+            "chars_per_s": round(chars / seconds) if seconds > 0 else None, **metrics}
+
+
 def run(params, root: Path) -> dict:
     p = params.tokenize
     root = Path(root)
     in_path = root / p.in_parquet
     df = read_petitions(in_path, list(p.fields))
-    tokenizer = Tokenizer.from_params(p)
     workers = resolve_workers(p.workers)
-    out_dir = root / p.out_dir
     t0 = time.perf_counter()
-    with atomic_path(out_dir) as tmp:
+    with atomic_path(root / p.out_dir) as tmp:
         tmp.mkdir()
-        stats = tokenize_to_parquet(
-            df["petition_idx"].to_list(), df["split"].to_list(), [df[f].to_list() for f in p.fields],
-            tokenizer, tmp, workers=workers,
-        )
-        total = {k: sum(st[k] for st in stats.values()) for k in next(iter(stats.values()))}
-        if total["tokens"] == 0:
-            raise StageError(f"{in_path}: no tokens at all in fields {', '.join(p.fields)} of {df.height} petitions")
-        atomic_write_json(tmp / TOKENIZER_FILE, {
-            "tokenizer": tokenizer.config(), "fields": list(p.fields), "versions": _versions(p.tagger),
-        })
-    seconds = time.perf_counter() - t0
-    metrics = {"tokenizer": tokenizer.config(), "fields": list(p.fields), "splits": stats, "total": total}
-    atomic_write_json(root / p.metrics, metrics)
-    return {
-        "stage": "tokenize",
-        "out_dir": str(out_dir),
-        "metrics": str(root / p.metrics),
-        "workers": workers,
-        "seconds": round(seconds, 2),
-        "chars_per_s": round(total["chars"] / seconds) if seconds > 0 else None,
-        **metrics,
-    }
+        stats = _tokenize_rows(p, df, tmp, workers, progress=True)
+        metrics = _finish(p, root, in_path, df.height, tmp, stats)
+    return _report(p, root, metrics, time.perf_counter() - t0, workers)
+
+
+# --- the shard protocol of flows/fanout.py -----------------------------------------------------
+
+def _shards_dir(p, root: Path) -> Path:
+    out = root / p.out_dir
+    return out.with_name(out.name + ".shards")
+
+
+def plan_shards(params, root: Path) -> list[dict[str, Any]]:
+    """Consecutive row ranges of the sorted petitions, about FANOUT_SHARD_CHARS characters each."""
+    p = params.tokenize
+    df = read_petitions(Path(root) / p.in_parquet, list(p.fields))
+    chars = df.select(pl.sum_horizontal([pl.col(f).str.len_chars().fill_null(0) for f in p.fields])).to_series()
+    cum = np.cumsum(chars.to_numpy())
+    n = max(1, math.ceil(int(cum[-1]) / FANOUT_SHARD_CHARS))
+    cuts = [0] + [min(int(np.searchsorted(cum, k * FANOUT_SHARD_CHARS)) + 1, df.height) for k in range(1, n)] + [df.height]
+    bounds = [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
+    return [{"index": i, "of": len(bounds), "start": a, "stop": b} for i, (a, b) in enumerate(bounds)]
+
+
+def run_shard(params, root: Path, shard: dict[str, Any]) -> dict[str, Any]:
+    """Tokenize one planned row range into ``{out_dir}.shards/NNNNN/{split}.parquet``."""
+    p = params.tokenize
+    root = Path(root)
+    df = read_petitions(root / p.in_parquet, list(p.fields)).slice(shard["start"], shard["stop"] - shard["start"])
+    part = _shards_dir(p, root) / f"{shard['index']:05d}"
+    t0 = time.perf_counter()
+    with atomic_path(part) as tmp:
+        tmp.mkdir()
+        stats = _tokenize_rows(p, df, tmp, workers=1, progress=False)
+    return {"index": shard["index"], "of": shard["of"], "dir": str(part), "stats": stats,
+            "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def finish_shards(params, root: Path, results: list[dict[str, Any]]) -> dict:
+    """Merge the parts (in shard order) into the stage's outputs; same bytes as :func:`run`."""
+    p = params.tokenize
+    root = Path(root)
+    results = sorted(results, key=lambda r: r["index"])
+    n = results[0]["of"] if results else 0
+    if [r["index"] for r in results] != list(range(n)):
+        raise StageError(f"tokenize: shard results {[r['index'] for r in results]} do not cover all {n} shards")
+    stats = {s: {k: sum(r["stats"][s][k] for r in results) for k in STAT_KEYS} for s in SPLITS}
+    in_path = root / p.in_parquet
+    t0 = time.perf_counter()
+    with atomic_path(root / p.out_dir) as tmp:
+        tmp.mkdir()
+        merge_parts([Path(r["dir"]) for r in results], tmp)
+        metrics = _finish(p, root, in_path, sum(st["petitions"] for st in stats.values()), tmp, stats)
+    shutil.rmtree(_shards_dir(p, root), ignore_errors=True)
+    seconds = time.perf_counter() - t0 + sum(r["seconds"] for r in results)
+    return _report(p, root, metrics, seconds, workers=f"{n} shards")

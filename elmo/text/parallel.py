@@ -3,7 +3,9 @@
 The petitions are cut into shards of consecutive rows (about ``SHARD_CHARS`` characters each);
 worker processes (``spawn``ed, each with its own tagger) turn a shard into Arrow record batches,
 and the parent writes them in shard order. Row groups have a fixed number of rows, so the output is
-byte-identical whatever the number of workers (a test checks 1 vs 2).
+byte-identical whatever the number of workers (a test checks 1 vs 2) — and whatever the parts it
+was assembled from: ``merge_parts`` streams per-shard parquet files (the Dask fan-out of
+``elmo.stages.tokenize``) into the same bytes.
 
 Output schema, per split: ``petition_idx`` int64, ``sentence_idx`` int32 (0-based within the
 petition, over its fields in order, e.g. title then content), ``tokens`` list<string>.
@@ -64,7 +66,8 @@ def resolve_workers(workers: int) -> int:
 
 
 def make_shards(petition_idx: Sequence[int], split: Sequence[str], texts: Sequence[Sequence[str | None]],
-                shard_chars: int = SHARD_CHARS) -> list[Shard]:
+                shard_chars: int | None = None) -> list[Shard]:
+    shard_chars = shard_chars or SHARD_CHARS
     shards, start, size = [], 0, 0
     n = len(petition_idx)
     for i in range(n):
@@ -218,3 +221,22 @@ def tokenize_to_parquet(
         for w in writers.values():
             w.close()
     return stats
+
+
+def merge_parts(part_dirs: Sequence[Path], out_dir: Path) -> None:
+    """Concatenate ``{split}.parquet`` of each part directory, in order, into ``out_dir``."""
+    writers = {s: _SplitWriter(Path(out_dir) / f"{s}.parquet") for s in SPLITS}
+    try:
+        for part in part_dirs:
+            for s, writer in writers.items():
+                path = Path(part) / f"{s}.parquet"
+                if not path.is_file():
+                    raise StageError(f"{path}: missing part (rerun the shard)")
+                pf = pq.ParquetFile(path)
+                if pf.schema_arrow != SCHEMA:
+                    raise StageError(f"{path}: part has schema {pf.schema_arrow}, expected {SCHEMA}")
+                for batch in pf.iter_batches(batch_size=ROW_GROUP_ROWS):
+                    writer.add(batch)
+    finally:
+        for w in writers.values():
+            w.close()

@@ -18,7 +18,6 @@ from __future__ import annotations
 import re
 import unicodedata
 
-_SPACE = re.compile(r"\s+")
 # Python's str.splitlines() boundaries: \n \v \f \r \x1c \x1d \x1e \x85 \u2028 \u2029.
 _LINE_BREAK = re.compile("[\n\x0b\x0c\r\x1c\x1d\x1e\x85\u2028\u2029]+")
 
@@ -42,24 +41,24 @@ def _nfc(text: str) -> str:
     return text if unicodedata.is_normalized("NFC", text) else unicodedata.normalize("NFC", text)
 
 
+def _prepare(text: str) -> str:
+    # Remove first, then compose: removing a zero-width character can bring jamo together.
+    if not text.isprintable():  # C loop; false for any Cc/Cf and any whitespace but ' '
+        text = _REMOVE.sub("", text)
+    return _nfc(text)
+
+
 def sanitize(text: str) -> str:
     """One line of tagger-safe text: NFC, no control/format characters, single ASCII spaces."""
-    text = _nfc(text)
-    if text.isprintable():  # fast path (C loops): no controls, no format chars, no space but ' '
-        return " ".join(text.split())
-    return _SPACE.sub(" ", _REMOVE.sub("", text)).strip()
+    return " ".join(_prepare(text).split())  # str.split() splits on exactly the Unicode whitespace
 
 
 def lines(text: str) -> list[str]:
     """The non-empty lines of ``text``, each sanitized (line breaks of every kind split)."""
-    text = _nfc(text)
-    if text.isprintable():  # the common case: one line, only ' ' as whitespace
-        text = " ".join(text.split())
-        return [text] if text else []
-    text = _REMOVE.sub("", text)
+    text = _prepare(text)
     out = []
     for line in _LINE_BREAK.split(text):
-        line = _SPACE.sub(" ", line).strip()
+        line = " ".join(line.split())
         if line:
             out.append(line)
     return out
