@@ -20,6 +20,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# After a successful run, `dvc push` copies every output to the default DVC remote (.dvc/config;
+# README "Versions and rollback"), so `elmo rollback` works from a fresh clone.
 pipeline: install
 ifneq ($(MIRROR),)
 	@set -e; \
@@ -31,6 +33,7 @@ ifneq ($(MIRROR),)
 else
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro
 endif
+	$(BIN)/dvc push
 
 test: install
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest $(PYTEST_ARGS)

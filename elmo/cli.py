@@ -106,6 +106,40 @@ def predict(
 _stage_command("register", "Register the models in MLflow; move `champion` only on improvement.")
 
 
+@app.command("rollback")
+def rollback(
+    to: str = typer.Option(None, "--to", help="a model version (3 = version 3 of register.primary, "
+                           "or elmo-bilm:2) or a git revision (main, HEAD~1, a sha)"),
+    list_: bool = typer.Option(False, "--list", help="show the versions, their metrics, commits, "
+                               "data hashes and which one is champion"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+    params: str = ParamsOpt,
+) -> None:
+    """Go back (or forward) to a model version: its data, model files and the `champion` alias.
+
+    Restores dvc.yaml, dvc.lock, params and metrics as that version's commit has them, checks
+    out its data and models (`dvc checkout`, fetching from the DVC remote what the cache lacks)
+    and points `champion` at it. Refuses, changing nothing, on uncommitted changes or missing data.
+    """
+    from elmo.errors import USER_ERRORS
+    from elmo.params import load_params
+
+    if list_ == (to is not None):
+        _fail(typer.BadParameter("give exactly one of --list or --to"))
+    try:
+        p = load_params(params)
+        from elmo.registry import rollback as rb
+
+        if list_:
+            rows = rb.list_versions(p, Path.cwd())
+            out = json.dumps(rows, ensure_ascii=False, indent=2) if as_json else rb.format_versions(rows, p)
+        else:
+            out = json.dumps(rb.rollback(p, Path.cwd(), to), ensure_ascii=False, indent=2, default=str)
+    except USER_ERRORS as err:
+        _fail(err)
+    typer.echo(out)
+
+
 @params_app.command("show")
 def params_show(params: str = ParamsOpt) -> None:
     """Print the validated params, defaults filled in."""

@@ -74,3 +74,26 @@ def start_run(p: MlflowParams, root: Path, *, stage: str, params: dict[str, Any]
             for i in range(0, len(items), 100):
                 mlflow.log_params(dict(items[i:i + 100]))
         yield run
+
+
+def sqlite_path(p: MlflowParams, root: Path) -> Path | None:
+    """The SQLite file behind the tracking store (None for a server URI)."""
+    uri = resolve_tracking_uri(p, root)
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
+def registry_client(p: MlflowParams, root: Path, *, create: bool = True):
+    """An ``MlflowClient`` on the project's tracking store, which also holds the model registry.
+
+    With ``create=False`` (read-only commands such as ``elmo rollback --list``) a missing SQLite
+    store is an error instead of a new empty database.
+    """
+    from mlflow import MlflowClient
+
+    db = sqlite_path(p, root)
+    if not create and db is not None and not db.exists():
+        raise FileNotFoundError(f"{db}: no MLflow registry here yet (mlflow.tracking_uri in params.yaml); "
+                                "`elmo register` creates it")
+    configure(p, root)
+    uri = resolve_tracking_uri(p, root)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)

@@ -1,0 +1,168 @@
+"""The MLflow pyfunc that serves a model directory through its loader.
+
+A registered version is a pyfunc model whose artifacts hold the whole model directory (weights,
+vocabularies, tokenizer settings: whatever the stage wrote), whose code snapshot holds the
+package that reads it (``code_paths``), and whose ``model_config`` names the loader::
+
+    loader.load(model_dir).predict(items) -> one result per item
+
+For ``elmo-ynat`` the loader is ``elmo.task:Classifier`` (raw headlines in, ``{"label", "probs"}``
+out); for ``elmo-bilm`` it is :class:`elmo.registry.embedder.BiLMEmbedder` (token lists in, ELMo
+layer vectors out). ``mlflow models serve -m models:/elmo-ynat@champion --env-manager local``
+answers ``/invocations`` with ``{"predictions": [...]}``.
+
+The pip requirements are given explicitly (pinned to the versions installed when the model was
+logged), so logging never starts a subprocess to infer them and serving works offline.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+import mlflow.pyfunc
+
+from elmo.errors import StageError
+
+
+def import_loader(spec: str):
+    module, _, attr = spec.partition(":")
+    obj = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def to_items(model_input: Any, column: str, input_type: str) -> list:
+    """The pyfunc input (DataFrame, list, array, dict, str) as a list of texts or token lists."""
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(model_input, pd.DataFrame):
+        if column in model_input.columns:
+            values = model_input[column].tolist()
+        elif model_input.shape[1] == 1:
+            values = model_input.iloc[:, 0].tolist()
+        else:
+            raise ValueError(f"input has columns {list(model_input.columns)}; expected one named {column!r}")
+    elif isinstance(model_input, dict):
+        if column not in model_input:
+            raise ValueError(f"input has keys {list(model_input)}; expected {column!r}")
+        values = list(model_input[column])
+    elif isinstance(model_input, str):
+        values = [model_input]
+    elif isinstance(model_input, np.ndarray):
+        values = model_input.reshape(-1).tolist() if input_type == "string" else model_input.tolist()
+    else:
+        values = list(model_input)
+    items = []
+    for i, value in enumerate(values):
+        if input_type == "string":
+            if not isinstance(value, str):
+                raise ValueError(f"row {i}: expected one text (str), got {type(value).__name__}")
+            items.append(value)
+        else:
+            if isinstance(value, np.ndarray):
+                value = value.tolist()
+            if not isinstance(value, (list, tuple)) or not all(isinstance(t, str) for t in value):
+                raise ValueError(f"row {i}: expected a list of token strings")
+            items.append(list(value))
+    return items
+
+
+# The input schema is the explicit signature below, not type hints: mlflow's hint to add them
+# (a warning at class creation) does not apply.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message=".*type hints.*")
+
+    class DirModel(mlflow.pyfunc.PythonModel):
+        """``loader.load(artifacts["model_dir"]).predict(items)`` as an MLflow pyfunc."""
+
+        def load_context(self, context) -> None:
+            cfg = dict(context.model_config or {})
+            self._column = cfg.get("input_column", "text")
+            self._input_type = cfg.get("input_type", "string")
+            self._model = import_loader(cfg["loader"]).load(context.artifacts["model_dir"])
+
+        def predict(self, context, model_input, params=None):  # noqa: ARG002 - pyfunc signature
+            items = to_items(model_input, self._column, self._input_type)
+            results = list(self._model.predict(items))
+            if len(results) != len(items):
+                raise ValueError(f"the model answered {len(results)} results for {len(items)} inputs")
+            return results
+
+
+def pinned(requirements: list[str]) -> list[str]:
+    """``name==installed version`` for each package name (an error names what is missing)."""
+    out = []
+    for name in requirements:
+        if any(op in name for op in "=<>~!@ "):
+            out.append(name)  # already a specifier
+            continue
+        try:
+            out.append(f"{name}=={importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            raise StageError(f"register.pip_requirements: {name!r} is not installed in this environment") from None
+    return out
+
+
+def signature(column: str, input_type: str):
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, DataType, Schema
+    from mlflow.types.schema import Array
+
+    if input_type == "string":  # unnamed: accepts {"inputs": [...]} as well as a DataFrame
+        return ModelSignature(inputs=Schema([ColSpec(DataType.string)]))
+    return ModelSignature(inputs=Schema([ColSpec(Array(DataType.string), column)]))
+
+
+def log_dir_model(*, name: str, model_dir: Path, loader: str, input_column: str, input_type: str,
+                  code_paths: list[Path], pip_requirements: list[str]):
+    """Log the directory as a pyfunc model in the active run; returns mlflow's ModelInfo."""
+    for p in code_paths:
+        if not p.exists():
+            raise StageError(f"register: code path {p} does not exist")
+    with warnings.catch_warnings():
+        # the signature is explicit and the example is checked by smoke_test(): mlflow's advice
+        # about type hints and input examples does not apply
+        warnings.filterwarnings("ignore", message=".*type hints.*")
+        warnings.filterwarnings("ignore", message=".*input example.*")
+        return _log(name, model_dir, loader, input_column, input_type, code_paths, pip_requirements)
+
+
+def _log(name, model_dir, loader, input_column, input_type, code_paths, pip_requirements):
+    return mlflow.pyfunc.log_model(
+        name=name,
+        python_model=str(Path(__file__).with_name("pyfunc_entry.py")),
+        artifacts={"model_dir": str(model_dir)},
+        code_paths=[str(p) for p in code_paths] or None,
+        pip_requirements=pinned(pip_requirements),
+        model_config={"loader": loader, "input_column": input_column, "input_type": input_type},
+        signature=signature(input_column, input_type),
+    )
+
+
+def smoke_test(model_uri: str, example: list, *, input_column: str, input_type: str) -> list:
+    """Load the logged model the way a server does and check its answers to ``example``."""
+    import pandas as pd
+
+    try:
+        model = mlflow.pyfunc.load_model(model_uri)
+        data = example if input_type == "string" else pd.DataFrame({input_column: example})
+        results = list(model.predict(data))
+    except Exception as err:  # noqa: BLE001 - whatever the loader raises, say which model failed
+        raise StageError(f"the logged model {model_uri} does not load or predict: {type(err).__name__}: {err}") from err
+    if len(results) != len(example):
+        raise StageError(f"{model_uri}: {len(results)} answers for {len(example)} example inputs")
+    for i, r in enumerate(results):
+        if isinstance(r, dict) and "probs" in r:
+            probs = r["probs"]
+            total = sum(float(v) for v in probs.values())
+            if r.get("label") not in probs or not math.isclose(total, 1.0, abs_tol=1e-3):
+                raise StageError(f"{model_uri}: example {i}: label {r.get('label')!r} not among the "
+                                 f"probabilities, or they sum to {total:.4f} instead of 1")
+    return results

@@ -1,0 +1,221 @@
+"""Register the pipeline's models as MLflow model versions; move the alias only on improvement.
+
+For each model declared in ``register.models``:
+
+1. check that ``dvc.lock`` records its stage, that the model directory is one of that stage's
+   outs and that the workspace copy matches the recorded hash (a model DVC did not record cannot
+   be traced or restored, so it is refused), and read the deciding metric;
+2. if a version with exactly that model hash exists, do nothing (re-running is harmless);
+3. otherwise log the directory as a pyfunc model (artifacts + code + pinned requirements), load
+   it back and answer the example inputs — only when every new model passes are they registered;
+4. tag the version (git commit, dvc.lock hashes of its data, params and model, its metrics) and
+   compare it with the current champion; the alias moves only when the new one is strictly
+   better, and the version it moved from is recorded on the new champion.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import posixpath
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from elmo.errors import StageError
+from elmo.params import Params
+from elmo.params.register import RegisteredModelParams
+from elmo.registry import champion, dvcrepo, gitrepo, store
+from elmo.registry.lockfile import Lock, LockedStage, read_lock
+
+
+def say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def norm(path: str) -> str:
+    return posixpath.normpath(path.replace("\\", "/"))
+
+
+def flatten_numbers(obj: Any, prefix: str = "") -> dict[str, float]:
+    """Every number in a metrics JSON by dotted key (bools, strings and lists are left out)."""
+    out: dict[str, float] = {}
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            out.update(flatten_numbers(v, f"{prefix}{k}."))
+    elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
+        out[prefix[:-1]] = float(obj)
+    return out
+
+
+def read_metrics(root: Path, spec: RegisteredModelParams) -> tuple[dict[str, float], float]:
+    path = root / spec.metrics_file
+    if not path.exists():
+        raise StageError(f"{path}: metrics file not found (written by stage {spec.dvc_stage!r})")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise StageError(f"{path}: not valid JSON: {err}") from None
+    node: Any = data
+    for part in spec.metric.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise StageError(f"{path}: {spec.metric}: no such metric (register.models.*.metric)")
+        node = node[part]
+    if isinstance(node, bool) or not isinstance(node, (int, float)) or not math.isfinite(node):
+        raise StageError(f"{path}: {spec.metric}: expected a finite number, got {node!r}")
+    return flatten_numbers(data), float(node)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    key: str
+    spec: RegisteredModelParams
+    stage: LockedStage
+    model_path: str
+    model_md5: str
+    metrics: dict[str, float]
+    value: float
+
+
+def _check_stage_files(root: Path, spec: RegisteredModelParams, stage: LockedStage, lock: Lock,
+                       outs: dict[str, dvcrepo.OutState]) -> tuple[str, str]:
+    model_path = norm(spec.model_dir)
+    if model_path not in stage.outs:
+        raise StageError(f"{lock.where}: stages.{stage.name}: {model_path} is not one of its outs "
+                         f"({', '.join(sorted(stage.outs)) or 'none'}); check register.models.*.model_dir")
+    state = outs.get(model_path)
+    if state is None:
+        raise StageError(f"{model_path}: not a cached DVC output of stage {stage.name!r} in dvc.yaml")
+    if not state.exists:
+        raise StageError(f"{root / model_path}: missing; run `dvc checkout {model_path}` or `dvc repro {stage.name}`")
+    if state.changed or state.md5 != stage.outs[model_path]:
+        raise StageError(f"{root / model_path}: differs from what {lock.where} records for stage {stage.name!r}; "
+                         f"run `dvc repro {stage.name}` (or `dvc commit {stage.name}`) so DVC records it")
+    metrics_path = norm(spec.metrics_file)
+    if metrics_path in stage.outs:  # a cache: false metric is hashed in dvc.lock too
+        digest = hashlib.md5((root / metrics_path).read_bytes()).hexdigest()
+        if digest != stage.outs[metrics_path]:
+            raise StageError(f"{root / metrics_path}: differs from what {lock.where} records for stage "
+                             f"{stage.name!r}; run `dvc repro {stage.name}`")
+    return model_path, stage.outs[model_path]
+
+
+def collect(params: Params, root: Path) -> tuple[Lock, list[Candidate]]:
+    """Validate every declared model against dvc.lock and the workspace before registering any."""
+    lock = read_lock(root)
+    specs = params.register.models
+    for spec in specs.values():
+        lock.stage(spec.dvc_stage)
+    repo = dvcrepo.open_repo(root)
+    try:
+        outs = {o.path: o for o in dvcrepo.workspace_outputs(repo, {s.dvc_stage for s in specs.values()})}
+    finally:
+        repo.close()
+    candidates = []
+    for key, spec in specs.items():
+        stage = lock.stage(spec.dvc_stage)
+        model_path, md5 = _check_stage_files(root, spec, stage, lock, outs)
+        metrics, value = read_metrics(root, spec)
+        candidates.append(Candidate(key, spec, stage, model_path, md5, metrics, value))
+    return lock, candidates
+
+
+def _state_paths(lock: Lock, report: str) -> set[str]:
+    """Pipeline state recorded by hash in dvc.lock (not code): left out of ``git.dirty``."""
+    return {"dvc.lock", norm(report)} | lock.params_files() | lock.out_paths()
+
+
+def version_tags(c: Candidate, lock: Lock, commit: str | None, dirty: list[str]) -> dict[str, str]:
+    data = {p: md5 for p, md5 in c.stage.deps.items() if lock.producer_of(p) not in (None, c.stage.name)}
+    tags = {
+        "git.commit": commit or "unknown",
+        "git.dirty": "true" if dirty else "false",
+        "dvc.stage": c.stage.name,
+        "dvc.model_path": c.model_path,
+        "dvc.model_md5": c.model_md5,
+        "dvc.outs": json.dumps(c.stage.outs, sort_keys=True),
+        "dvc.deps": json.dumps(c.stage.deps, sort_keys=True),
+        "dvc.data": json.dumps(data, sort_keys=True),
+        "dvc.params": json.dumps(c.stage.params, sort_keys=True, ensure_ascii=False, default=str),
+        "dvc.params_md5": c.stage.params_md5(),
+        "elmo.metric": c.spec.metric,
+        "elmo.metric_value": repr(c.value),
+        "elmo.higher_is_better": "true" if c.spec.higher_is_better else "false",
+    }
+    if dirty:
+        tags["git.dirty_files"] = json.dumps(dirty[:200])
+    for k, v in list(c.metrics.items())[:500]:
+        tags[f"metric.{k}"] = repr(v)
+    return tags
+
+
+def register_models(params: Params, root: Path) -> dict[str, Any]:
+    import mlflow
+
+    from elmo import tracking
+    from elmo.io import atomic_write_json
+    from elmo.registry.pyfunc import log_dir_model, smoke_test
+
+    p = params.register
+    lock, candidates = collect(params, root)
+    client = tracking.registry_client(params.mlflow, root)
+    commit = gitrepo.head(root) if gitrepo.is_repo(root) else None
+    dirty = gitrepo.dirty_files(root, exclude=_state_paths(lock, p.report)) if commit else []
+    report: dict[str, Any] = {"alias": p.alias, "git_commit": commit, "run_id": None, "models": {}}
+
+    pending = []
+    for c in candidates:
+        existing = store.find_by_model_md5(client, c.spec.name, c.model_md5)
+        if existing is None:
+            pending.append(c)
+            continue
+        champ = store.by_alias(client, c.spec.name, p.alias)
+        say(f"{c.spec.name}: {c.model_path} ({c.model_md5[:8]}) is already version {existing.version}; nothing to do")
+        report["models"][c.key] = {
+            "name": c.spec.name, "version": existing.version, "new": False, "model_md5": c.model_md5,
+            "metric": c.spec.metric, "value": c.value, "promoted": False,
+            "champion": champ.version if champ else None,
+            "reason": f"already registered as v{existing.version}"}
+
+    if pending:
+        with tracking.start_run(params.mlflow, root, stage="register",
+                                params={"register": p.model_dump(include={"alias", "primary"})}) as run:
+            report["run_id"] = run.info.run_id
+            mlflow.log_text((root / "dvc.lock").read_text(encoding="utf-8"), "dvc.lock")
+            logged = {}
+            for c in pending:
+                say(f"{c.spec.name}: logging {c.model_path} as a pyfunc model …")
+                info = log_dir_model(name=c.spec.name, model_dir=root / c.model_path, loader=c.spec.loader,
+                                     input_column=c.spec.input_column, input_type=c.spec.input_type,
+                                     code_paths=[root / cp for cp in c.spec.code_paths],
+                                     pip_requirements=p.pip_requirements)
+                say(f"{c.spec.name}: loading it back and answering {len(c.spec.example)} example input(s) …")
+                smoke_test(info.model_uri, c.spec.example, input_column=c.spec.input_column,
+                           input_type=c.spec.input_type)
+                mlflow.log_metric(f"{c.spec.name}.{c.spec.metric}", c.value)
+                logged[c.key] = info
+            for c in pending:  # every new model loaded and answered: now register them
+                tags = version_tags(c, lock, commit, dirty)
+                description = (f"{c.model_path} from dvc.lock stage {c.stage.name} (md5 {c.model_md5}); "
+                               f"{c.spec.metric}={c.value:.6g}; code {gitrepo.short(commit)}"
+                               f"{' +uncommitted changes' if dirty else ''}")
+                v = store.register(client, c.spec.name, logged[c.key].model_uri, tags, description)
+                champ = store.by_alias(client, c.spec.name, p.alias)
+                decision = champion.decide(
+                    c.spec.metric, c.value, v.version, higher_is_better=c.spec.higher_is_better,
+                    champion_version=champ.version if champ else None,
+                    champion_value=champ.metric(c.spec.metric) if champ else None)
+                previous = champ.version if champ else None
+                if decision.promote:
+                    previous = store.move_alias(client, c.spec.name, p.alias, v.version, decision.reason)
+                say(f"{c.spec.name}: registered version {v.version}; {decision.reason}")
+                report["models"][c.key] = {
+                    "name": c.spec.name, "version": v.version, "new": True, "model_md5": c.model_md5,
+                    "metric": c.spec.metric, "value": c.value, "promoted": decision.promote,
+                    "champion": v.version if decision.promote else previous,
+                    "previous_champion": previous, "reason": decision.reason}
+    report["models"] = {k: report["models"][k] for k in p.models}  # declared order
+    atomic_write_json(root / p.report, report)
+    return report

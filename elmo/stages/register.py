@@ -1,0 +1,19 @@
+"""register: the pipeline's models become MLflow model versions; `champion` moves only on improvement.
+
+Runs after finetune (dvc.yaml). Reads ``register`` (which models, their DVC stages, metrics and
+direction) and ``mlflow`` (the SQLite tracking store that also holds the registry) from params.yaml;
+the work is done by :func:`elmo.registry.register.register_models`. Writes ``register.report``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from elmo.params import Params
+
+
+def run(params: Params, root: Path) -> dict[str, Any]:
+    from elmo.registry.register import register_models
+
+    return register_models(params, Path(root))
