@@ -77,6 +77,7 @@ class FaultServer(http.server.ThreadingHTTPServer):
         self.requests: list[dict] = []
         self.stop = threading.Event()
         self.lock = threading.Lock()
+        self.validators = True  # False: no ETag / Last-Modified, conditional requests ignored
 
     @property
     def url(self) -> str:
@@ -128,7 +129,7 @@ class FaultHandler(http.server.BaseHTTPRequestHandler):
         body = file.read_bytes()
         etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
         mtime = datetime.fromtimestamp(int(file.stat().st_mtime), timezone.utc)
-        if self.headers.get("If-None-Match") == etag:
+        if self.server.validators and self.headers.get("If-None-Match") == etag:
             self.send_response(304)
             self.send_header("ETag", etag)
             self.end_headers()
@@ -137,8 +138,9 @@ class FaultHandler(http.server.BaseHTTPRequestHandler):
         if fault and fault[0] == "truncate":
             body = body[: fault[1]]
         self.send_response(200)
-        self.send_header("ETag", etag)
-        self.send_header("Last-Modified", format_datetime(mtime, usegmt=True))
+        if self.server.validators:
+            self.send_header("ETag", etag)
+            self.send_header("Last-Modified", format_datetime(mtime, usegmt=True))
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         entry["status"] = 200
@@ -226,6 +228,17 @@ def test_rerun_fetches_nothing_and_keeps_manifest_bytes(server, tmp_path):
     assert len(month_hits) == 3
     assert all(r["status"] == 304 and r["headers"].get("If-None-Match") for r in month_hits)
     assert (tmp_path / "raw" / "manifest.json").read_bytes() == manifest_before
+
+
+def test_server_without_validators_same_bytes_count_as_unchanged(server, tmp_path):
+    server.validators = False
+    params = make_params(server.url)
+    crawl.run(params, tmp_path)
+    manifest_before = (tmp_path / "raw" / "manifest.json").read_bytes()
+    report = crawl.run(params, tmp_path)
+    assert report["fetched"] == [] and report["unchanged"] == 3 and report["transferred_bytes"] > 0
+    assert (tmp_path / "raw" / "manifest.json").read_bytes() == manifest_before
+    assert_no_partials(tmp_path / "raw")
 
 
 def test_changed_month_is_the_only_one_refetched(server, archive, tmp_path):

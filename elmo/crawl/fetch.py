@@ -103,6 +103,9 @@ def _describe(err: BaseException) -> str:
     return str(err)
 
 
+_ENTRY_KEYS = {"url", "bytes", "sha256", "fetched_at", "etag", "last_modified", "content_length"}
+
+
 def _unchanged(url: str, dest: Path, previous: dict[str, Any]) -> FetchResult:
     info = {k: v for k, v in previous.items() if k not in _ENTRY_KEYS}
     return FetchResult(
@@ -117,9 +120,6 @@ def _unchanged(url: str, dest: Path, previous: dict[str, Any]) -> FetchResult:
         content_length=previous.get("content_length"),
         info=info,
     )
-
-
-_ENTRY_KEYS = {"url", "bytes", "sha256", "fetched_at", "etag", "last_modified", "content_length"}
 
 
 def _previous_still_valid(url: str, dest: Path, previous: dict[str, Any] | None) -> bool:
@@ -199,6 +199,10 @@ def _http_attempt(
         if previous and _same_validators(previous, etag, last_modified, content_length):
             return _unchanged(url, dest, previous)  # server ignored the conditional; headers say same
         n, sha, info = _write_verified(r.iter_bytes(CHUNK), dest, verify, progress, cancel, counter)
+    if previous and sha == previous["sha256"]:  # same bytes, the server just could not tell us
+        same = _unchanged(url, dest, previous)
+        same.etag, same.last_modified, same.content_length = etag, last_modified, content_length
+        return same
     return FetchResult(url, dest, "fetched", n, sha, _now(), etag, last_modified, content_length, info)
 
 
