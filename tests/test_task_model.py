@@ -95,6 +95,14 @@ def test_early_stopping_keeps_the_best_epoch(elmo, dataset) -> None:
     assert res.stopped_early and len(res.history) == 3 and res.best_epoch == 1
 
 
+def test_time_budget_stops_training(elmo, dataset) -> None:
+    labels, words, data, _ = dataset
+    model = TaskModel(config(elmo, words))
+    res = fit(model, data, data, labels, batch_size=6, lr=0.01, weight_decay=0.0, max_epochs=10, patience=10,
+              grad_clip=5.0, seed=0, max_seconds=1e-6, log=lambda s: None)
+    assert res.out_of_time and not res.stopped_early and len(res.history) == 1
+
+
 def test_batches_cover_every_item_once() -> None:
     lengths = np.random.default_rng(0).integers(1, 30, size=503)
     for rng in (None, np.random.default_rng(1)):

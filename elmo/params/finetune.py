@@ -77,6 +77,9 @@ class TrainParams(Section):
     max_epochs: int = Field(8, ge=1)
     patience: int = Field(2, ge=1)  # epochs without a better dev macro-F1 before stopping
     grad_clip: float = Field(5.0, gt=0)
+    # Wall-clock budget per trained model: no new epoch starts when the last one would end past it
+    # (0 = none). Keeps the whole run (main model + comparisons) within a known time on slow machines.
+    max_minutes: float = Field(0.0, ge=0)
     threads: int = Field(0, ge=0)  # torch threads; 0 = every core this process may use
 
 

@@ -90,7 +90,7 @@ class Experiment:
                  f"parameters, {len(train)} train / {len(dev)} dev")
         result = fit(model, train, dev, self.labels, batch_size=tp.batch_size, lr=tp.lr, weight_decay=tp.weight_decay,
                      max_epochs=tp.max_epochs, patience=tp.patience, grad_clip=tp.grad_clip, seed=self.p.seed,
-                     name=name, on_epoch=on_epoch, log=self.log)
+                     max_seconds=tp.max_minutes * 60, name=name, on_epoch=on_epoch, log=self.log)
         self.log(f"{name}: best dev macro-F1 {result.best_dev['macro_f1']:.4f} at epoch {result.best_epoch} "
                  f"({result.seconds:.0f}s)")
         return model, result
@@ -123,7 +123,8 @@ class Experiment:
                 same = False
             rows.append({"name": name, "description": VARIANTS[name][0], "macro_f1": fit_res.best_dev["macro_f1"],
                          "accuracy": fit_res.best_dev["accuracy"], "best_epoch": fit_res.best_epoch,
-                         "seconds": fit_res.seconds, "is_main": same,
+                         "seconds": fit_res.seconds, "epochs": len(fit_res.history),
+                         "out_of_time": fit_res.out_of_time, "is_main": same,
                          "history": [{"epoch": h["epoch"], "dev_macro_f1": h["dev_macro_f1"]} for h in fit_res.history]})
         if not any(r.get("is_main") for r in rows):  # the main model is none of the named variants
             rows.append({"name": MAIN, "description": "finetune.model as configured (models/ynat)",
@@ -156,6 +157,7 @@ class Experiment:
             "macro_f1": dev["macro_f1"], "accuracy": dev["accuracy"], "per_class": dev["per_class"],
             "n_dev": dev["n"], "n_train": len(self.y_train), "labels": self.labels,
             "best_epoch": main.best_epoch, "epochs": epochs, "stopped_early": main.stopped_early,
+            "out_of_time": main.out_of_time,
             "train_seconds": main.seconds, "seconds_per_epoch": main.seconds / max(epochs, 1),
             "bilm_layers_seconds": self.cache_seconds, "seconds_total": result["seconds_total"],
             "data": result["data"],

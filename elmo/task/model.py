@@ -15,9 +15,8 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
-
 from elmo.embed.scalar_mix import ScalarMix
+from elmo.model.bilm import check_mask, reverse_padded
 
 
 @dataclass(frozen=True)
@@ -50,6 +49,31 @@ class TaskConfig:
         return cls(**d)
 
 
+class BiRNN(nn.Module):
+    """A bidirectional LSTM/GRU over right-padded batches: the backward direction runs on each
+    sentence reversed within its length (as the biLM does), so pads never reach a real position
+    and no packing is needed (PyTorch's fused CPU kernels run on the padded tensor)."""
+
+    def __init__(self, kind: str, in_dim: int, hidden: int, layers: int, dropout: float) -> None:
+        super().__init__()
+        cls = {"lstm": nn.LSTM, "gru": nn.GRU}[kind]
+        dims = [in_dim] + [2 * hidden] * (layers - 1)
+        self.fwd = nn.ModuleList(cls(d, hidden, batch_first=True) for d in dims)
+        self.bwd = nn.ModuleList(cls(d, hidden, batch_first=True) for d in dims)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x (B, T, in_dim), mask (B, T) right-padded -> (B, T, 2H), zeros at pads."""
+        lengths = check_mask(mask)
+        for i, (f, b) in enumerate(zip(self.fwd, self.bwd)):
+            if i > 0:
+                x = self.dropout(x)
+            hf, _ = f(x)
+            hb, _ = b(reverse_padded(x, lengths))
+            x = torch.cat([hf, reverse_padded(hb, lengths)], dim=-1)
+        return x * mask.unsqueeze(-1).to(x.dtype)
+
+
 class TaskModel(nn.Module):
     def __init__(self, cfg: TaskConfig) -> None:
         super().__init__()
@@ -63,9 +87,7 @@ class TaskModel(nn.Module):
         self.output_mix = ScalarMix(cfg.elmo_layers, **mix) if cfg.use_elmo and cfg.elmo_output_mix else None
         self.embed = nn.Embedding(cfg.vocab_size, cfg.word_dim, padding_idx=0) if cfg.word_dim else None
         in_dim = (cfg.elmo_dim if cfg.use_elmo else 0) + cfg.word_dim
-        rnn_cls = {"lstm": nn.LSTM, "gru": nn.GRU}[cfg.rnn]
-        self.rnn = rnn_cls(in_dim, cfg.hidden, num_layers=cfg.rnn_layers, batch_first=True, bidirectional=True,
-                           dropout=cfg.dropout if cfg.rnn_layers > 1 else 0.0)
+        self.rnn = BiRNN(cfg.rnn, in_dim, cfg.hidden, cfg.rnn_layers, cfg.dropout)
         out_dim = 2 * cfg.hidden + (cfg.elmo_dim if self.output_mix is not None else 0)
         pooled = out_dim * (2 if cfg.pooling == "max_mean" else 1)
         self.elmo_dropout = nn.Dropout(cfg.elmo_dropout)
@@ -82,10 +104,7 @@ class TaskModel(nn.Module):
         if self.embed is not None:
             parts.append(self.dropout(self.embed(words)))  # (B, T, E)
         x = torch.cat(parts, dim=-1)  # (B, T, in_dim)
-        lengths = mask.sum(dim=1).clamp(min=1).cpu()
-        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-        h, _ = self.rnn(packed)
-        h, _ = pad_packed_sequence(h, batch_first=True, total_length=x.shape[1])  # (B, T, 2H)
+        h = self.rnn(x, mask)  # (B, T, 2H)
         if self.output_mix is not None:
             h = torch.cat([h, self.elmo_dropout(self.output_mix(elmo, layer_dim=1))], dim=-1)
         m = mask.unsqueeze(-1)  # (B, T, 1)

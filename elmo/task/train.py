@@ -91,7 +91,8 @@ class FitResult:
     best_dev: dict[str, Any]  # classification_metrics of the selected epoch
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
-    stopped_early: bool = False
+    stopped_early: bool = False  # patience ran out before max_epochs
+    out_of_time: bool = False  # the time budget (max_seconds) ended training before max_epochs
 
 
 def evaluate(model: TaskModel, data: TaskData, labels: list[str], batch_size: int = 256) -> tuple[dict, float]:
@@ -105,7 +106,7 @@ def evaluate(model: TaskModel, data: TaskData, labels: list[str], batch_size: in
 
 def fit(model: TaskModel, train: TaskData, dev: TaskData, labels: list[str], *, batch_size: int, lr: float,
         weight_decay: float, max_epochs: int, patience: int, grad_clip: float, seed: int,
-        name: str = "model", on_epoch: Callable[[dict[str, float]], None] | None = None,
+        max_seconds: float = 0.0, name: str = "model", on_epoch: Callable[[dict[str, float]], None] | None = None,
         log: Callable[[str], None] = print) -> FitResult:
     """Train ``model`` in place; on return it holds the state of its best dev macro-F1 epoch."""
     from tqdm.auto import tqdm
@@ -117,7 +118,7 @@ def fit(model: TaskModel, train: TaskData, dev: TaskData, labels: list[str], *, 
     lengths = [len(w) for w in train.words]
     best_f1, best_state, best_epoch, best_dev = -1.0, None, 0, None
     history: list[dict[str, float]] = []
-    bad_epochs, start, stopped = 0, time.perf_counter(), False
+    bad_epochs, start, stopped, out_of_time = 0, time.perf_counter(), False, False
     for epoch in range(1, max_epochs + 1):
         t0 = time.perf_counter()
         model.train()
@@ -156,7 +157,13 @@ def fit(model: TaskModel, train: TaskData, dev: TaskData, labels: list[str], *, 
             if bad_epochs >= patience:
                 stopped = epoch < max_epochs
                 break
+        elapsed = time.perf_counter() - start
+        if max_seconds and epoch < max_epochs and elapsed + row["epoch_s"] > max_seconds:
+            log(f"{name}: stopping after epoch {epoch}: another epoch would pass the time budget "
+                f"({elapsed:.0f}s used of {max_seconds:.0f}s)")
+            out_of_time = True
+            break
     model.load_state_dict(best_state)
     model.eval()
     return FitResult(best_epoch=best_epoch, best_dev=best_dev, history=history,
-                     seconds=time.perf_counter() - start, stopped_early=stopped)
+                     seconds=time.perf_counter() - start, stopped_early=stopped, out_of_time=out_of_time)
