@@ -86,8 +86,7 @@ def server(root: Optional[Path] = RootOpt, port: Optional[int] = PortOpt) -> Non
     """Start the project's Prefect server (API + UI) on 127.0.0.1 and keep it up until Ctrl-C."""
     from flows.server import is_up, local_server, api_url as local_api
 
-    _, params = _workspace(root)
-    port = port or params.flows.server_port
+    port = port or _workspace(root)[1].flows.server_port
     if is_up(local_api(port)):
         typer.echo(f"a Prefect server already answers at {local_api(port)}")
         return
@@ -143,12 +142,17 @@ def deploy(
 
 
 def _stop_on_sigterm() -> None:
-    """Treat SIGTERM like Ctrl-C, so what this process started (the server) is stopped too."""
+    """Ctrl-C and SIGTERM both stop this process cleanly, stopping what it started (the server).
+
+    SIGINT is set explicitly: a process started in the background by a non-interactive shell
+    inherits SIGINT ignored, and would otherwise never see Ctrl-C/``kill -INT``.
+    """
     import signal
 
     def on_term(signum, frame):  # noqa: ARG001
         raise KeyboardInterrupt
 
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, on_term)
 
 

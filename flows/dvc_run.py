@@ -54,8 +54,9 @@ def run_dvc(root: str | Path, args: list[str], stage: str, logger: logging.Logge
         for raw in proc.stdout:
             line = raw.rstrip("\n")
             lines.append(line)
-            tail.append(line)
-            logger.info("%s | %s", stage, line)
+            if line.strip():
+                tail.append(line)
+                logger.info("%s | %s", stage, line)
         rc = proc.wait()
     except BaseException:
         proc.kill()

@@ -65,12 +65,15 @@ def task_runner(dask: DaskParams):
 
     if dask.address:
         return DaskTaskRunner(address=dask.address)
-    return DaskTaskRunner(cluster_kwargs={
+    kwargs = {
         "n_workers": dask.n_workers,
         "threads_per_worker": dask.threads_per_worker,
         "processes": dask.processes,
-        "dashboard_address": None,
-    })
+        "dashboard_address": "127.0.0.1:0",  # a local cluster listens on this machine only
+    }
+    if dask.processes:
+        kwargs["host"] = "127.0.0.1"  # (threads talk in-process: no scheduler address to bind)
+    return DaskTaskRunner(cluster_kwargs=kwargs)
 
 
 @task(name="shard", cache_policy=NO_CACHE, persist_result=False)

@@ -66,6 +66,8 @@ def pipeline(root: str | None = None, targets: list[str] | None = None, force: l
         force = list(force or [])
         _check_names("force", force, every, "pipeline(force=...)")
         _check_names("flows.retries", list(params.flows.retries), every, str(workspace / PARAMS_FILE))
+        if params.flows.dask.enabled:
+            _check_names("flows.dask.stages", list(params.flows.dask.stages), every, str(workspace / PARAMS_FILE))
         fanouts = {name: fanout_spec(name, params.flows.dask) for name in order}
         log.info("stages (from dvc.yaml): %s", " -> ".join(order))
         try:

@@ -52,15 +52,26 @@ def _tail(path: Path, n: int = 20) -> str:
 
 
 def stop(proc: subprocess.Popen, timeout: float = STOP_TIMEOUT_S) -> int:
-    """Ask a server process to stop (SIGINT, as Ctrl-C would); kill it after ``timeout`` seconds."""
+    """Ask a server process to stop (SIGTERM: uvicorn shuts down gracefully); kill it after ``timeout`` s."""
     if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
     return proc.returncode
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: on Linux, get SIGTERM when the parent dies (even by SIGKILL),
+    so a killed ``python -m flows serve`` never leaves an orphaned server behind."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 @contextlib.contextmanager
@@ -77,6 +88,7 @@ def local_server(port: int, startup_timeout: float = 180.0) -> Iterator[str]:
         proc = subprocess.Popen(
             [sys.executable, "-m", "prefect", "server", "start", "--host", HOST, "--port", str(port)],
             env=server_env(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
         )
     try:
         deadline = time.monotonic() + startup_timeout

@@ -80,6 +80,10 @@ TOY_STAGES = textwrap.dedent('''\
 
     def run_shard(params, root, shard):
         _log_at(root, f"count-shard-{shard['index']}")
+        return _shard(root, shard)
+
+
+    def _shard(root, shard):
         part = pathlib.Path(root) / "parts" / f"part-{shard['index']}.txt"
         part.parent.mkdir(exist_ok=True)
         part.write_text(str(sum(int(x) for x in shard["lines"])))
@@ -100,7 +104,7 @@ TOY_STAGES = textwrap.dedent('''\
     def count():
         root = pathlib.Path(".")
         _log("count")
-        finish_shards(None, root, [run_shard(None, root, s) for s in plan_shards(None, root)])
+        finish_shards(None, root, [_shard(root, s) for s in plan_shards(None, root)])
 
 
     if __name__ == "__main__":

@@ -1,0 +1,149 @@
+"""flows/ without a Prefect server: params, the DAG from dvc.yaml, DVC hashes, lock, summary."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from elmo.errors import StageError
+from elmo.params import ParamsError, parse_params
+from flows.dvc_stages import stage_order, stage_state
+from flows.testing import make_toy_workspace
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory) -> Path:
+    return make_toy_workspace(tmp_path_factory.mktemp("toy") / "ws")
+
+
+def test_flows_params_defaults_and_errors() -> None:
+    p = parse_params({}).flows
+    assert p.retries == {"crawl": 3} and not p.dask.enabled and p.timezone == "Asia/Seoul"
+    for bad, key in [
+        ({"nightly_cron": "every night"}, "flows.nightly_cron"),
+        ({"timezone": "Mars/Olympus"}, "flows.timezone"),
+        ({"retries": {"crawl": -1}}, "flows.retries"),
+        ({"dask": {"stages": {"tokenize": "not a module"}}}, "flows.dask.stages"),
+        ({"dask": {"workers": 3}}, "flows.dask.workers: unknown key"),
+        ({"mlflow_ui": "localhost:5000"}, "flows.mlflow_ui"),
+    ]:
+        with pytest.raises(ParamsError, match=key):
+            parse_params({"flows": bad})
+
+
+def test_repository_params_name_real_stages(repo_root: Path) -> None:
+    """flows.retries and flows.dask.stages in params.yaml name stages that dvc.yaml has."""
+    from elmo.params import load_params
+
+    p = load_params(repo_root / "params.yaml").flows
+    stages = yaml.safe_load((repo_root / "dvc.yaml").read_text())["stages"]
+    assert set(p.retries) <= set(stages), set(p.retries) - set(stages)
+
+
+def test_stage_order_is_dvc_yaml_dag(toy: Path) -> None:
+    assert stage_order(toy) == ["prepare", "train", "evaluate", "count"]
+    assert stage_order(toy, ["evaluate"]) == ["prepare", "train", "evaluate"]
+    assert stage_order(toy, ["count"]) == ["prepare", "count"]
+    with pytest.raises(StageError, match=r"no stage named 'nope' \(stages: prepare, train, evaluate, count\)"):
+        stage_order(toy, ["nope"])
+
+
+def test_stage_order_follows_dependencies_not_file_order(tmp_path: Path) -> None:
+    """A stage listed before the stage it depends on still runs after it; new stages just appear."""
+    ws = make_toy_workspace(tmp_path / "ws")
+    dvc = yaml.safe_load((ws / "dvc.yaml").read_text())
+    report = {"cmd": "python -c \"open('report.txt','w').write(open('metrics.json').read())\"",
+              "deps": ["metrics.json"], "outs": ["report.txt"]}
+    dvc["stages"] = {"report": report, **dvc["stages"]}
+    (ws / "dvc.yaml").write_text(yaml.safe_dump(dvc, sort_keys=False))
+    order = stage_order(ws)
+    assert order.index("report") > order.index("evaluate") > order.index("train") > order.index("prepare")
+    assert sorted(order) == ["count", "evaluate", "prepare", "report", "train"]
+
+
+def test_stage_state_key_exists_only_when_dvc_is_clean(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    ws = make_toy_workspace(tmp_path / "ws")
+    state = stage_state(ws, "prepare")
+    assert not state.up_to_date and state.key is None and state.changes  # never ran: no lock entry
+    subprocess.run([sys.executable, "-m", "dvc", "repro", "-q", "prepare"], cwd=ws, check=True, timeout=120)
+    clean = stage_state(ws, "prepare")
+    assert clean.up_to_date and clean.key and clean.key.startswith("dvc-stage-")
+    assert clean.outs["data/prepared.txt"] == clean.lock["outs"][0]["md5"]
+    assert clean.key == stage_state(ws, "prepare").key  # stable
+    (ws / "data/prepared.txt").write_text("tampered\n")  # an output changed behind DVC's back
+    dirty = stage_state(ws, "prepare")
+    assert not dirty.up_to_date and dirty.key is None and "changed outs" in dirty.describe()
+
+
+def test_workspace_lock_serialises_runs(tmp_path: Path) -> None:
+    from flows.workspace import workspace_lock
+
+    (tmp_path / ".dvc").mkdir()
+    held, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with workspace_lock(tmp_path, timeout_s=5):
+            held.set()
+            release.wait(10)
+
+    t = threading.Thread(target=holder)
+    t.start()
+    assert held.wait(10)
+    t0 = time.monotonic()
+    with pytest.raises(StageError, match=r"another pipeline run \(pid \d+ .*\) still holds this workspace"):
+        with workspace_lock(tmp_path, timeout_s=0.3, poll_s=0.05):
+            pass
+    assert time.monotonic() - t0 < 5
+    release.set()
+    t.join(10)
+    with workspace_lock(tmp_path, timeout_s=1):  # free again
+        pass
+
+
+def test_summary_markdown_lists_stages_metrics_and_error() -> None:
+    from flows import summary
+
+    results = [
+        {"stage": "clean", "outcome": "cached", "action": "cache hit", "seconds": None, "key": "dvc-stage-" + "a" * 64},
+        {"stage": "pretrain", "outcome": "failed", "action": "stage 'pretrain' failed", "seconds": None, "key": None},
+        {"stage": "finetune", "outcome": "not run", "action": "pretrain failed", "seconds": None, "key": None},
+    ]
+    diff = {"metrics/finetune.json": {"macro_f1": {"old": 0.81, "new": 0.83, "diff": 0.02}},
+            "metrics/clean.json": {"kept": {"old": 100, "new": 100}}}
+    runs = [{"stage": "pretrain", "run_id": "abc", "name": "pretrain", "status": "FINISHED", "fresh": True,
+             "url": "http://127.0.0.1:5000/#/experiments/1/runs/abc"}]
+    md = summary.render(root=Path("/ws"), flow_run_name="brave-fox", started=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+                        seconds=12.0, results=results, error="stage 'pretrain' failed: boom", metrics_diff=diff,
+                        metrics_note=None, runs=runs)
+    assert "# Pipeline run `brave-fox` failed" in md and "1 cached, 1 failed, 1 not run" in md
+    assert "| clean | **cached** |" in md and "`aaaaaaaaaaaa`" in md
+    assert "| macro_f1 | 0.83 | 0.81 | 0.02 |" in md and md.index("metrics/clean.json") < md.index("metrics/finetune.json")
+    assert "boom" in md and "[pretrain: pretrain](http://127.0.0.1:5000/#/experiments/1/runs/abc)" in md
+    assert summary.artifact_key("MLflow pretrain_run") == "mlflow-pretrain-run"
+
+
+def test_mlflow_links_point_at_runs_of_this_workspace(tmp_path: Path) -> None:
+    """Runs opened through elmo.tracking are found and linked; no store yet means no links."""
+    from elmo.params import parse_params
+    from elmo.tracking import start_run
+    from flows.summary import mlflow_runs
+
+    params = parse_params({"flows": {"mlflow_ui": "http://mlflow.local:5000/"}})
+    since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=5)
+    assert mlflow_runs(params, tmp_path, since) == []
+    with start_run(params.mlflow, tmp_path, stage="pretrain") as run:
+        run_id = run.info.run_id
+    links = mlflow_runs(params, tmp_path, since)
+    assert [(r["stage"], r["run_id"], r["fresh"]) for r in links] == [("pretrain", run_id, True)]
+    assert links[0]["url"].startswith("http://mlflow.local:5000/#/experiments/") and links[0]["url"].endswith(run_id)
+    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=5)
+    stale = mlflow_runs(params, tmp_path, later)  # nothing new: the latest run per stage, marked so
+    assert [(r["run_id"], r["fresh"]) for r in stale] == [(run_id, False)]
