@@ -1,7 +1,7 @@
 """Fan a stage's shards out over Dask (prefect-dask), then record the result in dvc.lock.
 
 Enabled per stage by ``flows.dask`` in params.yaml. The stage's module (``flows.dask.stages``
-maps stage -> module; the tokenize stage's is ``flows.tokenize_shards``) exposes three functions,
+maps stage -> module; the tokenize stage's is ``elmo.stages.tokenize``) exposes three functions,
 all taking the validated params and the workspace root:
 
 ``plan_shards(params, root) -> list``

@@ -43,6 +43,21 @@ def test_repository_params_name_real_stages(repo_root: Path) -> None:
     p = load_params(repo_root / "params.yaml").flows
     stages = yaml.safe_load((repo_root / "dvc.yaml").read_text())["stages"]
     assert set(p.retries) <= set(stages), set(p.retries) - set(stages)
+    assert set(p.dask.stages) <= set(stages), set(p.dask.stages) - set(stages)
+
+
+def test_tokenize_stage_exposes_the_shard_protocol() -> None:
+    """The tokenize stage can be fanned out (its bytes equal `run`'s: tests/test_tokenize_stage.py)."""
+    from elmo.params.flows import DaskParams
+    from flows.fanout import fanout_spec, shard_module
+
+    assert fanout_spec("tokenize", DaskParams()) is None  # disabled by default: dvc repro runs it
+    spec = fanout_spec("tokenize", DaskParams(enabled=True))
+    assert spec["module"] == "elmo.stages.tokenize" and spec["dask"]["enabled"]
+    with pytest.raises(StageError, match=r"flows.dask.stages.vocab: elmo.stages.vocab does not expose plan_shards"):
+        shard_module("vocab", "elmo.stages.vocab")
+    with pytest.raises(StageError, match=r"flows.dask.stages.x: cannot import 'elmo.nope'"):
+        shard_module("x", "elmo.nope")
 
 
 def test_stage_order_is_dvc_yaml_dag(toy: Path) -> None:

@@ -39,7 +39,7 @@ class DaskParams(Section):
 
     enabled: bool = False
     # stage name in dvc.yaml -> importable module exposing the shard protocol
-    stages: dict[str, str] = {"tokenize": "flows.tokenize_shards"}
+    stages: dict[str, str] = {"tokenize": "elmo.stages.tokenize"}
     address: str | None = None  # scheduler of an existing cluster (tcp://host:8786); null = a local cluster
     n_workers: int = Field(2, ge=1)  # local cluster only
     threads_per_worker: int = Field(1, ge=1)  # local cluster only
