@@ -138,7 +138,15 @@ def sh(cwd: Path, *args: str, check: bool = True, timeout: float = 300) -> subpr
     return proc
 
 
-def register_params(registry: Path) -> dict:
+def register_params(registry: Path, model: dict | None = None) -> dict:
+    """params.yaml of the toy: a shared registry (absolute paths, as a team's would be) and one model."""
+    spec = {
+        "name": MODEL_NAME, "model_dir": "models/toy", "dvc_stage": "train",
+        "metrics_file": "metrics/toy.json", "metric": "dev.macro_f1", "higher_is_better": True,
+        "loader": "toy_model:ToyClassifier", "code_paths": ["toy_model.py"],
+        "example": ["국가대표 축구 결승골", "코스피 금리 인상"],
+    }
+    spec.update(model or {})
     return {
         "mlflow": {"tracking_uri": f"sqlite:///{registry / 'mlflow.db'}",
                    "artifact_root": str(registry / "artifacts"), "experiment": "toy"},
@@ -147,12 +155,7 @@ def register_params(registry: Path) -> dict:
             "primary": "toy",
             "report": "metrics/register.json",
             "pip_requirements": ["numpy", "PyYAML"],
-            "models": {"toy": {
-                "name": MODEL_NAME, "model_dir": "models/toy", "dvc_stage": "train",
-                "metrics_file": "metrics/toy.json", "metric": "dev.macro_f1", "higher_is_better": True,
-                "loader": "toy_model:ToyClassifier", "code_paths": ["toy_model.py"],
-                "example": ["국가대표 축구 결승골", "코스피 금리 인상"],
-            }},
+            "models": {"toy": spec},
         },
     }
 
@@ -161,16 +164,20 @@ def write_toy_params(root: Path, rows: int, quality: float) -> None:
     (root / "toy.yaml").write_text(yaml.safe_dump({"data": {"rows": rows}, "train": {"quality": quality}}))
 
 
-def make_project(base: Path, name: str = "proj") -> tuple[Path, Path, Path]:
-    """(project root, DVC remote dir, registry dir): git + dvc initialised, first commit made."""
+def make_project(base: Path, name: str = "proj", *, train: str = TRAIN,
+                 model: dict | None = None) -> tuple[Path, Path, Path]:
+    """(project root, DVC remote dir, registry dir): git + dvc initialised, first commit made.
+
+    ``train`` replaces the train stage's script, ``model`` overrides keys of the registered model.
+    """
     root, remote, registry = base / name, base / "remote", base / "registry"
     for d in (root, remote, registry):
         d.mkdir(parents=True, exist_ok=True)
     (root / "prepare.py").write_text(PREPARE)
-    (root / "train.py").write_text(TRAIN)
+    (root / "train.py").write_text(train)
     (root / "toy_model.py").write_text(TOY_MODEL)
     (root / "dvc.yaml").write_text(DVC_YAML)
-    (root / "params.yaml").write_text(yaml.safe_dump(register_params(registry), allow_unicode=True))
+    (root / "params.yaml").write_text(yaml.safe_dump(register_params(registry, model), allow_unicode=True))
     write_toy_params(root, rows=3, quality=0.5)
     sh(root, "git", "init", "-q", "-b", "main")
     sh(root, "dvc", "init", "-q")

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow.pyfunc
+import pandas as pd
 
 from elmo.errors import StageError
 
@@ -40,7 +41,6 @@ def import_loader(spec: str):
 def to_items(model_input: Any, column: str, input_type: str) -> list:
     """The pyfunc input (DataFrame, list, array, dict, str) as a list of texts or token lists."""
     import numpy as np
-    import pandas as pd
 
     if isinstance(model_input, pd.DataFrame):
         if column in model_input.columns:
@@ -56,7 +56,11 @@ def to_items(model_input: Any, column: str, input_type: str) -> list:
     elif isinstance(model_input, str):
         values = [model_input]
     elif isinstance(model_input, np.ndarray):
-        values = model_input.reshape(-1).tolist() if input_type == "string" else model_input.tolist()
+        if input_type == "string" and model_input.ndim == 2 and model_input.shape[1] == 1:
+            model_input = model_input[:, 0]
+        if input_type == "string" and model_input.ndim != 1:
+            raise ValueError(f"expected one text per row, got an array of shape {model_input.shape}")
+        values = model_input.tolist()
     else:
         values = list(model_input)
     items = []
@@ -74,26 +78,23 @@ def to_items(model_input: Any, column: str, input_type: str) -> list:
     return items
 
 
-# The input schema is the explicit signature below, not type hints: mlflow's hint to add them
-# (a warning at class creation) does not apply.
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", message=".*type hints.*")
+class DirModel(mlflow.pyfunc.PythonModel):
+    """``loader.load(artifacts["model_dir"]).predict(items)`` as an MLflow pyfunc."""
 
-    class DirModel(mlflow.pyfunc.PythonModel):
-        """``loader.load(artifacts["model_dir"]).predict(items)`` as an MLflow pyfunc."""
+    def load_context(self, context) -> None:
+        cfg = dict(context.model_config or {})
+        self._column = cfg.get("input_column", "text")
+        self._input_type = cfg.get("input_type", "string")
+        self._model = import_loader(cfg["loader"]).load(context.artifacts["model_dir"])
 
-        def load_context(self, context) -> None:
-            cfg = dict(context.model_config or {})
-            self._column = cfg.get("input_column", "text")
-            self._input_type = cfg.get("input_type", "string")
-            self._model = import_loader(cfg["loader"]).load(context.artifacts["model_dir"])
-
-        def predict(self, context, model_input, params=None):  # noqa: ARG002 - pyfunc signature
-            items = to_items(model_input, self._column, self._input_type)
-            results = list(self._model.predict(items))
-            if len(results) != len(items):
-                raise ValueError(f"the model answered {len(results)} results for {len(items)} inputs")
-            return results
+    # The schema is the explicit signature (signature() below); under it MLflow hands predict a
+    # DataFrame. The hint says so (and tells MLflow not to infer a schema from hints).
+    def predict(self, context, model_input: pd.DataFrame, params=None):  # noqa: ARG002 - pyfunc signature
+        items = to_items(model_input, self._column, self._input_type)
+        results = list(self._model.predict(items))
+        if len(results) != len(items):
+            raise ValueError(f"the model answered {len(results)} results for {len(items)} inputs")
+        return results
 
 
 def pinned(requirements: list[str]) -> list[str]:
@@ -127,9 +128,7 @@ def log_dir_model(*, name: str, model_dir: Path, loader: str, input_column: str,
         if not p.exists():
             raise StageError(f"register: code path {p} does not exist")
     with warnings.catch_warnings():
-        # the signature is explicit and the example is checked by smoke_test(): mlflow's advice
-        # about type hints and input examples does not apply
-        warnings.filterwarnings("ignore", message=".*type hints.*")
+        # the example is checked by smoke_test(): mlflow's advice to log one does not apply
         warnings.filterwarnings("ignore", message=".*input example.*")
         return _log(name, model_dir, loader, input_column, input_type, code_paths, pip_requirements)
 
@@ -148,8 +147,6 @@ def _log(name, model_dir, loader, input_column, input_type, code_paths, pip_requ
 
 def smoke_test(model_uri: str, example: list, *, input_column: str, input_type: str) -> list:
     """Load the logged model the way a server does and check its answers to ``example``."""
-    import pandas as pd
-
     try:
         model = mlflow.pyfunc.load_model(model_uri)
         data = example if input_type == "string" else pd.DataFrame({input_column: example})

@@ -123,6 +123,9 @@ def resolve_target(root: Path, params: Params, client, history: LockHistory, to:
             commit = gitrepo.resolve(root, to) if not sep else None
             if commit:
                 return Target(commit, f"git {to} ({gitrepo.short(commit)})")
+            if client is None:
+                raise StageError(f"--to {to}: no MLflow registry at {params.mlflow.tracking_uri} to look the "
+                                 "version up in (mlflow.tracking_uri in params.yaml); a git revision works without one")
             have = ", ".join(str(x.version) for x in store.versions(client, spec.name)) if client else ""
             raise StageError(f"--to {to}: {spec.name} has no version {number} (versions: {have or 'none'})")
         commit = commit_of(history, v)
@@ -252,7 +255,11 @@ def rollback(params: Params, root: Path, to: str) -> dict[str, Any]:
         moves: list[tuple[RegisteredModelParams, store.Version]] = []
         warnings: list[str] = []
         for spec in p.models.values():
-            v = version_at(target_lock, spec, store.versions(client, spec.name)) if client else None
+            if client is None:
+                warnings.append(f"{spec.name}: no MLflow registry at {params.mlflow.tracking_uri} "
+                                f"(mlflow.tracking_uri); `{p.alias}` not moved")
+                continue
+            v = version_at(target_lock, spec, store.versions(client, spec.name))
             if v is not None:
                 moves.append((spec, v))
             else:
