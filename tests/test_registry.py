@@ -283,7 +283,7 @@ def test_register_params_follow_the_stages_they_read(repo_root: Path) -> None:
     assert p.register.primary == "ynat" and ynat.name == "elmo-ynat" and bilm.name == "elmo-bilm"
     assert ynat.loader == "elmo.task:Classifier" and ynat.higher_is_better and not bilm.higher_is_better
     stages = yaml.safe_load((repo_root / "dvc.yaml").read_text())["stages"]
-    assert ynat.dvc_stage in stages
+    assert ynat.dvc_stage in stages and bilm.dvc_stage in stages
     deps = stages["register"]["deps"]
     for key in ("bilm", "ynat"):
         assert f"${{register.models.{key}.model_dir}}" in deps and f"${{register.models.{key}.metrics_file}}" in deps
