@@ -12,7 +12,7 @@
 
 Type ids: 0..3 are <pad> <unk> <bos> <eos>; 4..V-1 are the vocabulary's words in word-id order
 (so a word's type id *is* its word id); V.. are the tokens outside the vocabulary, from every
-split, most frequent first. An out-of-vocabulary token therefore keeps its own row of real
+split, in code point order. An out-of-vocabulary token therefore keeps its own row of real
 characters in ``type_chars`` while its ``type_words`` entry is <unk> (1).
 """
 
@@ -32,7 +32,7 @@ from elmo.vocab.words import WORD_SPECIALS
 
 ARRAYS_JSON, TYPE_CHARS, TYPE_WORDS, TYPES_TXT = "arrays.json", "type_chars.npy", "type_words.npy", "types.txt"
 FORMAT = 1
-# Category names for the special type ids; no token can be equal to them (tokens hold no controls).
+# Names for the special type ids in the lookup; no token can be equal to them (tokens hold no controls).
 _SPECIAL_CATEGORIES = [f"\x00{s}" for s in WORD_SPECIALS]
 
 
@@ -40,17 +40,23 @@ def split_files(split: str) -> dict[str, str]:
     return {"tokens": f"{split}.tokens.npy", "offsets": f"{split}.offsets.npy", "keys": f"{split}.keys.npy"}
 
 
-def build_arrays(vocab: Vocabulary, tables: dict[str, pl.DataFrame], out_dir: str | Path) -> dict:
-    """Write the arrays of ``tables`` (split → petition_idx, sentence_idx, tokens); return counts per split."""
+def build_arrays(vocab: Vocabulary, tables: dict[str, pl.DataFrame], out_dir: str | Path,
+                 known_types: dict[str, pl.Series] | None = None) -> dict:
+    """Write the arrays of ``tables`` (split → petition_idx, sentence_idx, tokens); return counts per split.
+
+    ``known_types`` may give a split's distinct tokens when already computed (the train counts).
+    """
     out_dir = Path(out_dir)
     V = vocab.size
     vocab_words = vocab.words.words[len(WORD_SPECIALS):]
     flats = {s: t.select(pl.col("tokens").explode()).to_series() for s, t in tables.items()}
-    everything = pl.concat(list(flats.values())) if flats else pl.Series("tokens", [], pl.Utf8)
-    counts = everything.value_counts(name="count").sort(["count", "tokens"], descending=[True, False])
-    oov = counts.filter(~pl.col("tokens").is_in(vocab_words))["tokens"].to_list()
+    distinct = [(known_types or {}).get(s, None) for s in flats]
+    distinct = [d if d is not None else flats[s].unique() for d, s in zip(distinct, flats)]
+    seen = pl.concat([d.rename("tokens") for d in distinct]) if distinct else pl.Series("tokens", [], pl.Utf8)
+    oov = seen.filter(~seen.is_in(vocab_words)).unique().sort().to_list()
     types = vocab_words + oov
-    enum = pl.Enum(_SPECIAL_CATEGORIES + types)
+    lookup = pl.DataFrame({"tokens": _SPECIAL_CATEGORIES + types,
+                           "type_id": np.arange(len(types) + len(WORD_SPECIALS), dtype=np.int32)})
     type_chars, type_words = vocab.type_table(types)
     keep = vocab.max_chars_per_token - 2
     n_units = np.zeros(len(type_words), dtype=np.int64)
@@ -65,7 +71,9 @@ def build_arrays(vocab: Vocabulary, tables: dict[str, pl.DataFrame], out_dir: st
         np.save(tmp / TYPE_WORDS, type_words.astype(np.int32))
         atomic_write_text(tmp / TYPES_TXT, "".join(f"{t}\n" for t in types))
         for split, table in tables.items():
-            ids = flats[split].cast(enum).to_physical().to_numpy().astype(np.int32)
+            joined = flats[split].to_frame().join(lookup, on="tokens", how="left", maintain_order="left")["type_id"]
+            assert joined.null_count() == 0, "every token has a type id by construction"
+            ids = joined.to_numpy().astype(np.int32)
             lengths = table["tokens"].list.len().to_numpy().astype(np.int64)
             offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
             np.cumsum(lengths, out=offsets[1:])

@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 import polars as pl
+from tqdm import tqdm
 
 from elmo.data.arrays import build_arrays
 from elmo.data.tables import read_parquet_checked
@@ -70,13 +71,20 @@ def run(params, root: Path) -> dict:
         tokenizer = json.loads(tok_path.read_text(encoding="utf-8"))["tokenizer"]
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise StageError(f"{tok_path}: not a tokenizer description ({type(err).__name__}: {err})") from None
-    tables = {s: read_sentences(in_dir / f"{s}.parquet", required=(s == "train")) for s in SPLITS}
-    vocab, counts = build_vocabulary(
-        tables["train"], min_count=p.min_count, max_size=p.max_size, char_unit=p.char_unit,
-        char_min_count=p.char_min_count, max_chars_per_token=p.max_chars_per_token, tokenizer=tokenizer,
-    )
-    vocab.save(root / p.out_dir)
-    stats = build_arrays(vocab, tables, root / p.arrays_dir)
+    with tqdm(total=3, desc="vocab", unit="step", bar_format="{desc}: {n}/{total}{postfix} [{elapsed}]") as bar:
+        bar.set_postfix_str("reading and checking the tokenized splits")
+        tables = {s: read_sentences(in_dir / f"{s}.parquet", required=(s == "train")) for s in SPLITS}
+        bar.update()
+        bar.set_postfix_str(f"counting {tables['train'].height:,} train sentences")
+        vocab, counts = build_vocabulary(
+            tables["train"], min_count=p.min_count, max_size=p.max_size, char_unit=p.char_unit,
+            char_min_count=p.char_min_count, max_chars_per_token=p.max_chars_per_token, tokenizer=tokenizer,
+        )
+        vocab.save(root / p.out_dir)
+        bar.update()
+        bar.set_postfix_str(f"training arrays ({vocab.size:,} words, {vocab.char_size:,} {p.char_unit} ids)")
+        stats = build_arrays(vocab, tables, root / p.arrays_dir, known_types={"train": counts["token"]})
+        bar.update()
     metrics = {
         "sha256": vocab.sha256,
         "words": {"size": vocab.size, "min_count": p.min_count, "max_size": p.max_size,

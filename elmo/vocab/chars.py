@@ -119,14 +119,13 @@ class CharVocab:
     def encode_many(self, tokens: Sequence[str]) -> np.ndarray:
         """(len(tokens), max_chars_per_token) int64 ids."""
         width = self.max_chars_per_token
-        out = np.zeros((len(tokens), width), dtype=np.int64)
         keep = width - 2
-        for i, token in enumerate(tokens):
+        pad = [PAD] * width
+        rows = []
+        for token in tokens:
             ids = self.unit_ids(token)[:keep]
-            out[i, 0] = BOW
-            out[i, 1:len(ids) + 1] = ids
-            out[i, len(ids) + 1] = EOW
-        return out
+            rows.append([BOW, *ids, EOW, *pad[: keep - len(ids)]])
+        return np.array(rows, dtype=np.int64).reshape(len(tokens), width)
 
     def n_units(self, token: str) -> int:
         if self.unit == "bytes":

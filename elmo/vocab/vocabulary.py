@@ -149,7 +149,7 @@ class Vocabulary:
 
     def type_table(self, types: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """``(type_chars (4 + n, C), type_words (4 + n,))`` for the specials followed by ``types``."""
-        type_chars = np.concatenate([self.special_char_rows(), self.char_ids(types)])
+        type_chars = np.concatenate([self.special_char_rows(), self.chars.encode_many(types)])
         type_words = np.concatenate([np.arange(len(WORD_SPECIALS), dtype=np.int64), self.word_ids(types)])
         return type_chars, type_words
 
