@@ -78,13 +78,13 @@ def test_finetuning_raises_training_accuracy(elmo, dataset) -> None:
     torch.manual_seed(0)
     model = TaskModel(config(elmo, words))
     before = (predict_proba(model, data).argmax(1) == data.labels).mean()
-    res = fit(model, data, data, labels, batch_size=6, lr=0.02, weight_decay=0.0, max_epochs=15, patience=15,
+    res = fit(model, data, data, labels, batch_size=6, lr=0.03, weight_decay=0.0, max_epochs=8, patience=8,
               grad_clip=5.0, seed=0, log=lambda s: None)
     after = (predict_proba(model, data).argmax(1) == data.labels).mean()
     assert after > before and after >= 0.9
     assert res.history[-1]["train_acc"] > res.history[0]["train_acc"]
     assert res.best_dev["macro_f1"] == max(h["dev_macro_f1"] for h in res.history)
-    assert len(res.history) == 15 and res.best_epoch >= 1
+    assert len(res.history) == 8 and res.best_epoch >= 1
 
 
 def test_early_stopping_keeps_the_best_epoch(elmo, dataset) -> None:
