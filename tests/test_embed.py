@@ -139,3 +139,13 @@ def test_elmo_embed_command(bilm_dir, tmp_path) -> None:
     assert z["layers"].shape == (n, 3, 16) and len(z["tokens"]) == n
     res = CliRunner().invoke(app, ["embed", str(tmp_path / "missing.txt"), "--model", str(bilm_dir)])
     assert res.exit_code == 2 and "no such file" in res.output
+
+
+def test_import_elmo_stays_light_and_exports_elmo() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, elmo; assert 'torch' not in sys.modules; from elmo import Elmo; print(Elmo.__name__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "Elmo"
