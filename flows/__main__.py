@@ -72,6 +72,8 @@ def run(
         url = local_api(params.flows.server_port)
     if url:
         _use_api(url)
+    else:  # Prefect starts a temporary server; give it time on a busy machine (its default is 20 s)
+        os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     from flows.pipeline import pipeline
 
     try:

@@ -8,16 +8,18 @@ flow run shows.
 
 from __future__ import annotations
 
-import collections
+import io
 import logging
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from elmo.errors import StageError
 
 TAIL_LINES = 30
+PROGRESS_EVERY_S = 15.0
 
 
 class StageFailed(StageError):
@@ -34,36 +36,56 @@ def subprocess_env() -> dict[str, str]:
     return env
 
 
-def run_dvc(root: str | Path, args: list[str], stage: str, logger: logging.Logger | logging.LoggerAdapter) -> list[str]:
-    """Run ``dvc <args>`` in ``root``; log every output line; return the output lines.
+def stream(cmd: list[str], cwd: str | Path, label: str, logger: logging.Logger | logging.LoggerAdapter,
+           progress_every_s: float = PROGRESS_EVERY_S) -> tuple[int, list[str]]:
+    """Run ``cmd``; log each output line as ``<label> | line``; return (exit status, lines).
 
-    Raises :class:`StageFailed` (naming the stage and the command, ending with the output's tail)
-    when the command fails.
+    Progress bars (tqdm redraws a line ending in "\r") are logged at most every
+    ``progress_every_s`` seconds, plus their last state, so a long stage does not flood the log.
     """
-    cmd = [sys.executable, "-m", "dvc", *args]
-    shown = "dvc " + " ".join(args)
-    logger.info("%s: $ %s", stage, shown)
+    proc = subprocess.Popen(cmd, cwd=str(cwd), env=subprocess_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     lines: list[str] = []
-    tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
-    proc = subprocess.Popen(
-        cmd, cwd=str(root), env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, encoding="utf-8", errors="replace", bufsize=1,
-    )
+    pending: str | None = None  # the latest progress redraw not logged yet
+    last_progress = -float("inf")
     try:
         assert proc.stdout is not None
-        for raw in proc.stdout:
-            line = raw.rstrip("\n")
+        for raw in io.TextIOWrapper(proc.stdout, encoding="utf-8", errors="replace", newline=""):
+            line = raw.rstrip("\r\n")
+            if not line.strip():
+                continue
+            if raw.endswith("\r") and not raw.endswith("\r\n"):
+                pending = line
+                if time.monotonic() - last_progress >= progress_every_s:
+                    logger.info("%s | %s", label, line)
+                    pending, last_progress = None, time.monotonic()
+                continue
+            if pending is not None and pending != line:  # the bar's last state before it ended
+                logger.info("%s | %s", label, pending)
+            pending = None
             lines.append(line)
-            if line.strip():
-                tail.append(line)
-                logger.info("%s | %s", stage, line)
+            logger.info("%s | %s", label, line)
+        if pending is not None:
+            logger.info("%s | %s", label, pending)
         rc = proc.wait()
     except BaseException:
         proc.kill()
         proc.wait()
         raise
+    return rc, lines
+
+
+def run_dvc(root: str | Path, args: list[str], stage: str, logger: logging.Logger | logging.LoggerAdapter) -> list[str]:
+    """Run ``dvc <args>`` in ``root``; log its output; return the output lines (progress excluded).
+
+    Raises :class:`StageFailed` (naming the stage and the command, ending with the output's tail)
+    when the command fails.
+    """
+    shown = "dvc " + " ".join(args)
+    logger.info("%s: $ %s", stage, shown)
+    rc, lines = stream([sys.executable, "-m", "dvc", *args], root, stage, logger)
     if rc != 0:
-        detail = "\n".join(tail) or "(no output)"
+        detail = "\n".join(lines[-TAIL_LINES:]) or "(no output)"
         raise StageFailed(f"stage {stage!r} failed: `{shown}` exited with status {rc}:\n{detail}")
     return lines
 

@@ -36,8 +36,8 @@ from flows.workspace import PARAMS_FILE, resolve_root, workspace_lock, workspace
 def _check_names(kind: str, names: list[str], known: list[str], where: str) -> None:
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise StageError(f"{where}: {kind} names no stage of dvc.yaml: {', '.join(unknown)} "
-                         f"(stages: {', '.join(known)})")
+        raise StageError(f"{where}: {kind} names no stage of dvc.yaml{' to run' if kind == 'force' else ''}: "
+                         f"{', '.join(unknown)} (stages: {', '.join(known)})")
 
 
 @flow(name="pipeline", persist_result=False, log_prints=True)
@@ -64,7 +64,7 @@ def pipeline(root: str | None = None, targets: list[str] | None = None, force: l
         every = stage_order(workspace)
         order = stage_order(workspace, targets) if targets else every
         force = list(force or [])
-        _check_names("force", force, every, "pipeline(force=...)")
+        _check_names("force", force, order, "pipeline(force=...)")
         _check_names("flows.retries", list(params.flows.retries), every, str(workspace / PARAMS_FILE))
         if params.flows.dask.enabled:
             _check_names("flows.dask.stages", list(params.flows.dask.stages), every, str(workspace / PARAMS_FILE))

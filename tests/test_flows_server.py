@@ -242,6 +242,26 @@ def test_stage_shards_fan_out_over_dask_and_dvc_records_them(prefect_api: str, t
     assert runs(ws) == [] and outcomes(again) == {"prepare": "cached", "count": "cached"}
 
 
+def test_cli_run_then_monthly_flow_forces_its_refresh_stage(prefect_api: str, tmp_path: Path) -> None:
+    """`python -m flows run` (what the README shows), then crawl-and-retrain with its parameters."""
+    from flows.pipeline import crawl_and_retrain
+
+    ws = make_toy_workspace(tmp_path / "ws")
+    out = subprocess.run([sys.executable, "-m", "flows", "run", "--root", str(ws), "--api-url", prefect_api],
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert outcomes(json.loads(out.stdout)) == dict.fromkeys(["prepare", "train", "evaluate", "count"], "ran")
+    assert runs(ws) == ["prepare", "train", "evaluate", "count"]
+
+    # monthly: params set from the deployment's parameters, the refresh stage reruns regardless of
+    # DVC; its output is unchanged, so DVC's hashes keep everything downstream a cache hit
+    monthly = crawl_and_retrain(root=str(ws), months=["2019-04", "2019-05"], preset="tiny", refresh=["prepare"])
+    written = yaml.safe_load((ws / "params.yaml").read_text())
+    assert written["crawl"]["months"] == ["2019-04", "2019-05"] and written["pretrain"]["preset"] == "tiny"
+    assert runs(ws) == ["prepare"]
+    assert outcomes(monthly) == {"prepare": "ran", "train": "cached", "evaluate": "cached", "count": "cached"}
+
+
 def test_served_deployments_schedule_run_and_stop_cleanly(prefect_api: str, tmp_path: Path) -> None:
     from prefect.deployments import run_deployment
 

@@ -162,3 +162,45 @@ def test_mlflow_links_point_at_runs_of_this_workspace(tmp_path: Path) -> None:
     later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=5)
     stale = mlflow_runs(params, tmp_path, later)  # nothing new: the latest run per stage, marked so
     assert [(r["run_id"], r["fresh"]) for r in stale] == [(run_id, False)]
+
+
+def test_cli_names_a_bad_workspace_in_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "flows", "run", "--root", str(tmp_path)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and out.stderr.strip() == f"error: {tmp_path}: not a DVC workspace (no .dvc/ directory)"
+    bad = make_toy_workspace(tmp_path / "ws")
+    (bad / "params.yaml").write_text("flows:\n  nightly_cron: sometimes\n")
+    out = subprocess.run([sys.executable, "-m", "flows", "serve", "--root", str(bad)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "params.yaml: flows.nightly_cron: Value error, expected a cron string" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_stage_output_is_logged_line_by_line_with_progress_bars_thinned() -> None:
+    import logging
+    import sys
+
+    from flows.dvc_run import stream
+
+    class Capture(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lines: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.lines.append(record.getMessage())
+
+    log = logging.getLogger("test-flows-stream")
+    log.setLevel(logging.INFO)
+    cap = Capture()
+    log.addHandler(cap)
+    script = ("import sys\n"
+              "for i in range(200): sys.stdout.write(f'work: {i}%\\r')\n"
+              "print('done 한국어'); sys.stdout.flush()\n"
+              "sys.stderr.write('\\nerror: bad thing\\n'); sys.exit(3)\n")
+    rc, lines = stream([sys.executable, "-c", script], ".", "toy", log, progress_every_s=1000)
+    assert rc == 3 and lines == ["done 한국어", "error: bad thing"]
+    assert cap.lines == ["toy | work: 0%", "toy | work: 199%", "toy | done 한국어", "toy | error: bad thing"]
