@@ -149,3 +149,19 @@ def test_import_elmo_stays_light_and_exports_elmo() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "Elmo"
+
+
+def test_elmo_loads_from_an_mlflow_uri(bilm_dir, tmp_path, elmo) -> None:
+    import mlflow
+
+    mlflow.set_tracking_uri("sqlite:///" + str(tmp_path / "mlflow.db"))
+    exp = mlflow.create_experiment("embed-test", artifact_location=(tmp_path / "art").as_uri())
+    with mlflow.start_run(experiment_id=exp) as run:
+        mlflow.log_artifacts(str(bilm_dir), artifact_path="bilm")
+    from elmo import Elmo
+
+    remote = Elmo.load(f"runs:/{run.info.run_id}/bilm")
+    sent = [["국회", "예산안", "통과"]]
+    assert torch.allclose(remote.embed(sent, mix=None).layers[0], elmo.embed(sent, mix=None).layers[0])
+    with pytest.raises(FileNotFoundError, match="no such biLM directory"):
+        Elmo.load(tmp_path / "nowhere")
