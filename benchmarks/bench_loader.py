@@ -1,7 +1,7 @@
 """Loader throughput in tokens per second, against the training step it feeds.
 
     python benchmarks/bench_loader.py [--vocab-dir data/processed/vocab] [--arrays-dir data/processed/arrays]
-                                      [--batch-tokens 4096] [--preset small] [--train-steps 5]
+                                      [--batch-tokens 4096] [--preset small] [--train-steps 5] [--threads 1]
 
 Needs the vocab stage's outputs (``dvc repro vocab`` or ``elmo vocab``). Measures one epoch of
 the train split through ``make_loader`` (bucketing by ``max_tokens``, as pretrain uses it) and,
@@ -73,7 +73,10 @@ def main() -> None:
     ap.add_argument("--num-workers", type=int, nargs="+", default=[0])
     ap.add_argument("--preset", default="small")
     ap.add_argument("--train-steps", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     vocab = Vocabulary.load(args.vocab_dir)
     ds = SentenceDataset(args.arrays_dir, "train", vocab)
