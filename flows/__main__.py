@@ -105,11 +105,10 @@ def serve(root: Optional[Path] = RootOpt, port: Optional[int] = PortOpt, api_url
     """Serve the nightly and monthly deployments until Ctrl-C (the flows run in this process's venv)."""
     import contextlib
 
-    _stop_on_sigterm()
-
     from flows.server import local_server
 
     workspace, params = _workspace(root)
+    _stop_on_sigterm()
     url = api_url or os.environ.get("PREFECT_API_URL")
     try:
         with contextlib.nullcontext(url) if url else local_server(port or params.flows.server_port) as url:
