@@ -1,9 +1,160 @@
-"""Params of the pretrain stage."""
+"""Params of the pretrain stage (see elmo/stages/pretrain.py, elmo/model/ and elmo/train/).
+
+``pretrain.preset`` picks one of ``pretrain.presets`` — each a model shape (``model``) and the way
+to train it (``train``): ``tiny`` (tests, seconds), ``small`` (the CPU default: minutes on 2 cores,
+bounded by ``train.max_minutes``) and ``full`` (the paper's size, for GPUs). Keys a preset leaves
+out keep the built-in preset's value (the ``_tiny``/``_small``/``_full`` functions below). ``pretrain.trainer`` says where it runs (Lightning's accelerator,
+devices, num_nodes, strategy, precision), not what it computes.
+"""
 
 from __future__ import annotations
 
+from typing import Literal
+
+from pydantic import Field, model_validator
+
 from elmo.params.base import Section
+
+# Keys that change how the stage runs but never what it writes (dvc.yaml leaves them out of the
+# stage's params, so changing them does not rerun it; tests/test_pretrain_params.py keeps it in sync).
+RUNTIME_ONLY = ("trainer.threads", "resume", "checkpoint_dir")
+
+
+class ModelParams(Section):
+    """The biLM's shape (elmo.model.BiLMConfig without the vocabulary sizes, which come from the data)."""
+
+    char_embed_dim: int = Field(16, ge=1)
+    filters: list[tuple[int, int]] = Field(  # (width, count) pairs of the char CNN
+        default_factory=lambda: [(1, 32), (2, 32), (3, 64), (4, 128), (5, 256), (6, 512), (7, 1024)], min_length=1)
+    activation: Literal["relu", "tanh"] = "relu"
+    highway_layers: int = Field(2, ge=0)
+    projection_dim: int = Field(512, ge=1)  # P: token vector and LSTM projection size
+    lstm_dim: int = Field(4096, ge=2)  # H: LSTM cell size (> P)
+    n_layers: int = Field(2, ge=1)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    softmax: Literal["full", "sampled", "adaptive"] = "sampled"
+    n_samples: int = Field(8192, ge=1)  # sampled: negatives per step
+    adaptive_cutoffs: list[int] = Field(default_factory=lambda: [4000, 20000])  # adaptive: cluster bounds
+    adaptive_div_value: float = Field(4.0, gt=0)
+
+    @model_validator(mode="after")
+    def _shape(self):
+        if self.projection_dim >= self.lstm_dim:
+            raise ValueError(f"projection_dim ({self.projection_dim}) must be smaller than lstm_dim ({self.lstm_dim})")
+        if any(w < 1 or n < 1 for w, n in self.filters):
+            raise ValueError("filters: every (width, count) must be positive")
+        if self.adaptive_cutoffs != sorted(set(self.adaptive_cutoffs)) or any(c < 1 for c in self.adaptive_cutoffs):
+            raise ValueError("adaptive_cutoffs must be increasing positive word ids")
+        return self
+
+
+class TrainParams(Section):
+    """Optimisation and its budget. The run ends at the first of max_steps, max_epochs, max_minutes."""
+
+    batch_tokens: int = Field(4096, ge=3)  # padded positions (sentences x longest, with <bos>/<eos>) per batch and device
+    optimizer: Literal["adam", "adamw", "adagrad", "sgd"] = "adam"
+    lr: float = Field(1e-3, gt=0)
+    betas: tuple[float, float] = (0.9, 0.999)  # adam/adamw
+    eps: float = Field(1e-8, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.0, ge=0, lt=1)  # sgd
+    schedule: Literal["constant", "linear", "cosine"] = "linear"  # after warmup, decays to min_lr_ratio x lr at max_steps
+    warmup_steps: int = Field(0, ge=0)
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)
+    grad_clip: float = Field(5.0, gt=0)  # max global L2 norm of the gradient (LSTMs still explode)
+    max_steps: int = Field(10_000, ge=1)
+    max_epochs: int | None = Field(None, ge=1)
+    max_minutes: float | None = Field(None, gt=0)  # wall-clock budget of the training loop (resumes count it)
+    val_every_steps: int = Field(500, ge=1)  # validation (exact softmax) and best-checkpoint cadence
+    val_batches: int | None = Field(20, ge=1)  # batches of the valid split per validation during training (null: all)
+    eval_max_tokens: int | None = Field(None, ge=1)  # final valid/test perplexity on at most this many tokens per split (null: all)
+    checkpoint_every_steps: int = Field(200, ge=1)
+    log_every_steps: int = Field(10, ge=1)
+
+
+class PresetParams(Section):
+    model: ModelParams = ModelParams()
+    train: TrainParams = TrainParams()
+
+
+class TrainerParams(Section):
+    """Where training runs: Lightning's Trainer arguments. A 2-process CPU run: devices 2, strategy ddp."""
+
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
+    devices: int | Literal["auto"] = 1  # per node
+    num_nodes: int = Field(1, ge=1)
+    strategy: Literal["auto", "ddp", "ddp_find_unused_parameters_true"] = "auto"  # auto: ddp when more than one process
+    precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed"] = "auto"  # auto: bf16-mixed on a GPU, else 32-true
+    threads: int = Field(0, ge=0)  # torch threads per process; 0 = the cores this process may use / processes
+
+
+def _tiny() -> PresetParams:
+    return PresetParams(
+        model=ModelParams(char_embed_dim=8, filters=[(1, 16), (2, 16), (3, 32)], highway_layers=1,
+                          projection_dim=16, lstm_dim=32, dropout=0.1, softmax="sampled", n_samples=64,
+                          adaptive_cutoffs=[100, 1000], adaptive_div_value=2.0),
+        train=TrainParams(batch_tokens=1024, lr=3e-3, warmup_steps=5, max_steps=60, val_every_steps=20,
+                          val_batches=5, checkpoint_every_steps=20, log_every_steps=5, max_minutes=10),
+    )
+
+
+def _small() -> PresetParams:
+    return PresetParams(
+        model=ModelParams(char_embed_dim=16, filters=[(1, 32), (2, 32), (3, 64), (4, 128), (5, 256)],
+                          highway_layers=1, projection_dim=128, lstm_dim=512, dropout=0.1, softmax="adaptive",
+                          n_samples=1024, adaptive_cutoffs=[2000, 10000], adaptive_div_value=4.0),
+        train=TrainParams(batch_tokens=4096, lr=2e-3, warmup_steps=50, schedule="linear", max_steps=3000,
+                          max_minutes=20, val_every_steps=200, val_batches=10, checkpoint_every_steps=100),
+    )
+
+
+def _full() -> PresetParams:
+    return PresetParams(
+        model=ModelParams(),  # the paper: 2048 char filters of widths 1..7, 2 highway, LSTM 4096 -> 512
+        train=TrainParams(batch_tokens=16384, lr=1e-3, warmup_steps=2000, schedule="linear", max_steps=200_000,
+                          val_every_steps=2000, val_batches=50, checkpoint_every_steps=1000, log_every_steps=50),
+    )
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
 
 
 class PretrainParams(Section):
-    pass
+    vocab_dir: str = "data/processed/vocab"  # what the vocab stage writes (vocab.out_dir)
+    arrays_dir: str = "data/processed/arrays"  # ... and its training arrays (vocab.arrays_dir)
+    out_dir: str = "models/bilm"  # config.json, weights.safetensors, vocab/
+    checkpoint_dir: str = "models/checkpoints/bilm"  # last.ckpt, best.ckpt, periodic ones; not a DVC output
+    metrics: str = "metrics/pretrain.json"
+    plots_dir: str = "plots/pretrain"  # loss.csv, perplexity.csv (dvc plots)
+    resume: bool = True  # continue an interrupted run of the same config, data and code from its last checkpoint
+    preset: str = "small"  # a name under presets: tiny, small, full, or one you add
+    presets: dict[str, PresetParams] = Field(
+        default_factory=lambda: {"tiny": _tiny(), "small": _small(), "full": _full()})
+    trainer: TrainerParams = TrainerParams()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_presets(cls, data):
+        """A preset in params.yaml overrides the built-in one of the same name key by key."""
+        if isinstance(data, dict) and isinstance(data.get("presets"), dict):
+            builtin = {"tiny": _tiny(), "small": _small(), "full": _full()}
+            merged = {name: p.model_dump() for name, p in builtin.items()}
+            for name, given in data["presets"].items():
+                base = builtin.get(name)
+                merged[name] = _deep_merge(base.model_dump(), given) if base is not None and isinstance(given, dict) else given
+            data = {**data, "presets": merged}
+        return data
+
+    @model_validator(mode="after")
+    def _preset_exists(self):
+        if self.preset not in self.presets:
+            raise ValueError(f"preset {self.preset!r} is not defined under presets (has: {', '.join(self.presets)})")
+        return self
+
+    @property
+    def selected(self) -> PresetParams:
+        return self.presets[self.preset]

@@ -71,3 +71,44 @@ def random_corpus(n_sentences: int, vocab_size: int, min_len: int = 3, max_len: 
     p /= p.sum()
     lengths = rng.integers(min_len, max_len + 1, size=n_sentences)
     return [(rng.choice(vocab_size - 4, size=int(n), p=p) + 4).tolist() for n in lengths]
+
+
+# ---------------------------------------------------------------------------- a whole workspace
+SYLLABLES = "가나다라마바사아자차카타파하거너더러머버서어저처커터퍼허고노도로모보소오조초"
+
+
+def word_corpus(sentences: list[list[int]]) -> list[list[str]]:
+    """Word-id sentences -> sentences of Hangul 'words' (id n spelled in base-len(SYLLABLES) syllables)."""
+    def spell(i: int) -> str:
+        out = ""
+        while True:
+            i, r = divmod(i, len(SYLLABLES))
+            out = SYLLABLES[r] + out
+            if i == 0:
+                return out
+    return [[spell(w) for w in s] for s in sentences]
+
+
+def write_workspace(root, splits: dict[str, list[list[str]]], *, vocab_dir: str = "data/processed/vocab",
+                    arrays_dir: str = "data/processed/arrays", char_unit: str = "syllables",
+                    max_chars_per_token: int = 8, min_count: int = 1, max_size: int = 10_000) -> None:
+    """What the vocab stage would write for these tokenized splits (vocabulary + training arrays)."""
+    from pathlib import Path
+
+    import polars as pl
+
+    from elmo.data.arrays import build_arrays
+    from elmo.vocab.build import build_vocabulary
+
+    root = Path(root)
+    tables = {
+        s: pl.DataFrame({"petition_idx": list(range(len(sents))), "sentence_idx": [0] * len(sents),
+                         "tokens": sents}, schema={"petition_idx": pl.Int64, "sentence_idx": pl.Int32,
+                                                   "tokens": pl.List(pl.Utf8)})
+        for s, sents in splits.items()
+    }
+    vocab, _ = build_vocabulary(tables["train"], min_count=min_count, max_size=max_size, char_unit=char_unit,
+                                char_min_count=1, max_chars_per_token=max_chars_per_token,
+                                tokenizer={"tagger": "mecab", "pos_tags": False, "max_sentence_tokens": 100})
+    vocab.save(root / vocab_dir)
+    build_arrays(vocab, tables, root / arrays_dir)
