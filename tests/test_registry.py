@@ -335,3 +335,20 @@ def test_cli_rollback_needs_a_registry_and_one_action(tmp_path: Path, monkeypatc
     assert not (tmp_path / "registry" / "mlflow.db").exists()  # listing never creates a store
     result = CliRunner().invoke(app, ["rollback", "--list", "--to", "1"])
     assert result.exit_code == 2 and "exactly one of --list or --to" in result.stderr
+
+
+def test_bilm_embedder_serves_elmo_layers_for_sentences_and_token_lists(tmp_path: Path) -> None:
+    from tiny_elmo import make_bilm_dir
+
+    from elmo.registry.embedder import BiLMEmbedder
+    from elmo.text import Tokenizer
+
+    tokenizer = Tokenizer("mecab")
+    embedder = BiLMEmbedder.load(make_bilm_dir(tmp_path, tokenizer, projection_dim=8))
+    (out,) = embedder.predict(["국회 예산안 통과"])
+    assert out["tokens"] == tokenizer.tokenize("국회 예산안 통과")
+    layers = np.array(out["layers"])
+    assert layers.shape == (3, len(out["tokens"]), 16)  # (L+1, n, 2P)
+    assert np.allclose(layers[0, :, :8], layers[0, :, 8:])  # layer 0 is the token vector, duplicated
+    (again,) = embedder.predict([out["tokens"]])  # the same sentence as tokens: the same vectors
+    assert np.allclose(np.array(again["layers"]), layers, atol=1e-6)

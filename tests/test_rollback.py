@@ -131,6 +131,12 @@ def test_registering_the_same_model_again_creates_no_version(scenario, client) -
 
     report = register_models(scenario.params, scenario.root)
     assert report["models"]["toy"]["new"] is False and report["models"]["toy"]["version"] == 3
+    assert report["models"]["toy"]["promoted"] is False and champion(client) == 3
+    assert [v.version for v in store.versions(client, MODEL_NAME)] == [1, 2, 3]
+    # a registry left without a champion (a run stopped between registering and moving the alias)
+    client.delete_registered_model_alias(MODEL_NAME, "champion")
+    report = register_models(scenario.params, scenario.root)
+    assert report["models"]["toy"]["promoted"] is True and champion(client) == 3
     assert [v.version for v in store.versions(client, MODEL_NAME)] == [1, 2, 3]
     sh(scenario.root, "git", "checkout", "--", "metrics/register.json")
 

@@ -147,9 +147,9 @@ def test_champion_served_with_mlflow_models_serve_answers_headlines(tmp_path: Pa
                        timeout=120)
         assert r.status_code == 200, r.text
         assert r.json()["predictions"][0]["label"] == "스포츠"
-        # a request that is not text is refused with a message; the server keeps serving
-        r = httpx.post(f"{url}/invocations", json={"inputs": [123]}, timeout=120)
-        assert r.status_code == 400 and "string" in r.text
+        # a headline with no tokens is refused with the classifier's message; the server keeps serving
+        r = httpx.post(f"{url}/invocations", json={"inputs": ["   "]}, timeout=120)
+        assert r.status_code == 400 and "empty" in r.text
         r = httpx.post(f"{url}/invocations", json={"inputs": ["국회 예산안 통과"]}, timeout=120)
         assert r.status_code == 200 and r.json()["predictions"][0]["label"] == "정치"
     finally:

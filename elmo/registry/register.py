@@ -151,12 +151,72 @@ def version_tags(c: Candidate, lock: Lock, commit: str | None, dirty: list[str])
     return tags
 
 
-def register_models(params: Params, root: Path) -> dict[str, Any]:
+def _keep_existing(client, alias: str, c: Candidate, existing: store.Version) -> dict[str, Any]:
+    """The model is already a version: nothing to register (the alias only fills a gap)."""
+    champ = store.by_alias(client, c.spec.name, alias)
+    reason, promoted = f"already registered as v{existing.version}; nothing to do", False
+    if champ is None:  # e.g. an earlier run stopped between registering and moving the alias
+        reason = f"already registered as v{existing.version}; no {alias} yet, so it becomes {alias}"
+        store.move_alias(client, c.spec.name, alias, existing.version, reason)
+        champ, promoted = existing, True
+    say(f"{c.spec.name}: {c.model_path} ({c.model_md5[:8]}) is {reason}")
+    return {"name": c.spec.name, "version": existing.version, "new": False, "model_md5": c.model_md5,
+            "metric": c.spec.metric, "value": c.value, "promoted": promoted, "champion": champ.version,
+            "reason": reason}
+
+
+def _register_new(params: Params, root: Path, client, lock: Lock, pending: list[Candidate],
+                  commit: str | None, dirty: list[str]) -> tuple[str, dict[str, Any]]:
+    """Log, check and register every pending model in one MLflow run; then decide the alias."""
     import mlflow
 
     from elmo import tracking
-    from elmo.io import atomic_write_json
     from elmo.registry.pyfunc import log_dir_model, smoke_test
+
+    p = params.register
+    entries: dict[str, Any] = {}
+    with tracking.start_run(params.mlflow, root, stage="register",
+                            params={"register": p.model_dump(include={"alias", "primary"})}) as run:
+        mlflow.log_text((root / "dvc.lock").read_text(encoding="utf-8"), "dvc.lock")
+        logged = {}
+        for c in pending:
+            say(f"{c.spec.name}: logging {c.model_path} as a pyfunc model …")
+            info = log_dir_model(name=c.spec.name, model_dir=root / c.model_path, loader=c.spec.loader,
+                                 input_column=c.spec.input_column, input_type=c.spec.input_type,
+                                 code_paths=[root / cp for cp in c.spec.code_paths],
+                                 pip_requirements=p.pip_requirements)
+            say(f"{c.spec.name}: loading it back and answering {len(c.spec.example)} example input(s) …")
+            smoke_test(info.model_uri, c.spec.example, input_column=c.spec.input_column,
+                       input_type=c.spec.input_type)
+            mlflow.log_metric(f"{c.spec.name}.{c.spec.metric}", c.value)
+            logged[c.key] = info
+        for c in pending:  # every new model loaded and answered: now register them
+            description = (f"{c.model_path} from dvc.lock stage {c.stage.name} (md5 {c.model_md5}); "
+                           f"{c.spec.metric}={c.value:.6g}; code {gitrepo.short(commit)}"
+                           f"{' +uncommitted changes' if dirty else ''}")
+            v = store.register(client, c.spec.name, logged[c.key].model_uri, version_tags(c, lock, commit, dirty),
+                               description)
+            champ = store.by_alias(client, c.spec.name, p.alias)
+            decision = champion.decide(
+                c.spec.metric, c.value, v.version, higher_is_better=c.spec.higher_is_better,
+                champion_version=champ.version if champ else None,
+                champion_value=champ.metric(c.spec.metric) if champ else None)
+            previous = champ.version if champ else None
+            if decision.promote:
+                previous = store.move_alias(client, c.spec.name, p.alias, v.version, decision.reason)
+            say(f"{c.spec.name}: registered version {v.version}; {decision.reason}")
+            entries[c.key] = {
+                "name": c.spec.name, "version": v.version, "new": True, "model_md5": c.model_md5,
+                "metric": c.spec.metric, "value": c.value, "promoted": decision.promote,
+                "champion": v.version if decision.promote else previous,
+                "previous_champion": previous, "reason": decision.reason}
+    return run.info.run_id, entries
+
+
+def register_models(params: Params, root: Path) -> dict[str, Any]:
+    """The register stage: returns (and writes to ``register.report``) what happened per model."""
+    from elmo import tracking
+    from elmo.io import atomic_write_json
 
     p = params.register
     lock, candidates = collect(params, root)
@@ -164,58 +224,16 @@ def register_models(params: Params, root: Path) -> dict[str, Any]:
     commit = gitrepo.head(root) if gitrepo.is_repo(root) else None
     dirty = gitrepo.dirty_files(root, exclude=_state_paths(lock, p.report)) if commit else []
     report: dict[str, Any] = {"alias": p.alias, "git_commit": commit, "run_id": None, "models": {}}
-
     pending = []
     for c in candidates:
         existing = store.find_by_model_md5(client, c.spec.name, c.model_md5)
         if existing is None:
             pending.append(c)
-            continue
-        champ = store.by_alias(client, c.spec.name, p.alias)
-        say(f"{c.spec.name}: {c.model_path} ({c.model_md5[:8]}) is already version {existing.version}; nothing to do")
-        report["models"][c.key] = {
-            "name": c.spec.name, "version": existing.version, "new": False, "model_md5": c.model_md5,
-            "metric": c.spec.metric, "value": c.value, "promoted": False,
-            "champion": champ.version if champ else None,
-            "reason": f"already registered as v{existing.version}"}
-
+        else:
+            report["models"][c.key] = _keep_existing(client, p.alias, c, existing)
     if pending:
-        with tracking.start_run(params.mlflow, root, stage="register",
-                                params={"register": p.model_dump(include={"alias", "primary"})}) as run:
-            report["run_id"] = run.info.run_id
-            mlflow.log_text((root / "dvc.lock").read_text(encoding="utf-8"), "dvc.lock")
-            logged = {}
-            for c in pending:
-                say(f"{c.spec.name}: logging {c.model_path} as a pyfunc model …")
-                info = log_dir_model(name=c.spec.name, model_dir=root / c.model_path, loader=c.spec.loader,
-                                     input_column=c.spec.input_column, input_type=c.spec.input_type,
-                                     code_paths=[root / cp for cp in c.spec.code_paths],
-                                     pip_requirements=p.pip_requirements)
-                say(f"{c.spec.name}: loading it back and answering {len(c.spec.example)} example input(s) …")
-                smoke_test(info.model_uri, c.spec.example, input_column=c.spec.input_column,
-                           input_type=c.spec.input_type)
-                mlflow.log_metric(f"{c.spec.name}.{c.spec.metric}", c.value)
-                logged[c.key] = info
-            for c in pending:  # every new model loaded and answered: now register them
-                tags = version_tags(c, lock, commit, dirty)
-                description = (f"{c.model_path} from dvc.lock stage {c.stage.name} (md5 {c.model_md5}); "
-                               f"{c.spec.metric}={c.value:.6g}; code {gitrepo.short(commit)}"
-                               f"{' +uncommitted changes' if dirty else ''}")
-                v = store.register(client, c.spec.name, logged[c.key].model_uri, tags, description)
-                champ = store.by_alias(client, c.spec.name, p.alias)
-                decision = champion.decide(
-                    c.spec.metric, c.value, v.version, higher_is_better=c.spec.higher_is_better,
-                    champion_version=champ.version if champ else None,
-                    champion_value=champ.metric(c.spec.metric) if champ else None)
-                previous = champ.version if champ else None
-                if decision.promote:
-                    previous = store.move_alias(client, c.spec.name, p.alias, v.version, decision.reason)
-                say(f"{c.spec.name}: registered version {v.version}; {decision.reason}")
-                report["models"][c.key] = {
-                    "name": c.spec.name, "version": v.version, "new": True, "model_md5": c.model_md5,
-                    "metric": c.spec.metric, "value": c.value, "promoted": decision.promote,
-                    "champion": v.version if decision.promote else previous,
-                    "previous_champion": previous, "reason": decision.reason}
+        report["run_id"], entries = _register_new(params, root, client, lock, pending, commit, dirty)
+        report["models"].update(entries)
     report["models"] = {k: report["models"][k] for k in p.models}  # declared order
     atomic_write_json(root / p.report, report)
     return report
