@@ -2,7 +2,8 @@
 
 The tracking store is SQLite (``mlflow.tracking_uri`` in params.yaml, relative paths resolved
 against the workspace root); artifacts go to ``mlflow.artifact_root``. Nothing else in the
-library imports mlflow for tracking.
+library imports mlflow for tracking. The same store holds the model registry:
+:func:`registry_client` is how elmo.registry reaches it.
 """
 
 from __future__ import annotations
