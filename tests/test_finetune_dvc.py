@@ -1,0 +1,84 @@
+"""DVC behaviour of fetch_task and finetune (in a throw-away DVC workspace, tiny random biLM)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from test_finetune import klue_files
+from tiny_elmo import make_bilm_dir
+
+STAGES = ("fetch_task", "finetune")
+
+
+def test_dvc_stages_declare_their_inputs(repo_root: Path) -> None:
+    stages = yaml.safe_load((repo_root / "dvc.yaml").read_text())["stages"]
+    params = yaml.safe_load((repo_root / "params.yaml").read_text())
+    assert stages["fetch_task"]["params"] == ["finetune.task"]
+    assert "${finetune.task.data_dir}" in stages["finetune"]["deps"]
+    assert "${finetune.bilm_dir}" in stages["finetune"]["deps"]
+    assert params["finetune"]["bilm_dir"] == params["pretrain"]["out_dir"]  # finetune reads what pretrain writes
+    for stage in STAGES:
+        for dep in stages[stage]["deps"]:
+            if not dep.startswith("${"):
+                assert (repo_root / dep).exists(), dep
+
+
+def _dvc(ws: Path, *args: str) -> str:
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    out = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=ws, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout + out.stderr
+
+
+@pytest.mark.slow
+def test_repro_finetune_then_only_what_changed(tmp_path: Path, repo_root: Path) -> None:
+    from elmo.text import Tokenizer
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    stages = yaml.safe_load((repo_root / "dvc.yaml").read_text())["stages"]
+    (ws / "dvc.yaml").write_text(yaml.safe_dump({"stages": {s: stages[s] for s in STAGES}}, sort_keys=False))
+    params = yaml.safe_load((repo_root / "params.yaml").read_text())
+    f = params["finetune"]
+    f["task"]["source"] = "src"
+    f["model"].update(word_dim=8, hidden=8, word_min_count=1)
+    f["train"].update(batch_size=4, max_epochs=2, patience=2, threads=1)
+    f["tfidf"].update(min_df=1)
+    f["compare"] = ["tfidf_lr", "elmo"]
+    (ws / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False))
+    for s in STAGES:
+        for dep in stages[s]["deps"]:
+            if dep.startswith("${"):
+                continue
+            (ws / dep).parent.mkdir(parents=True, exist_ok=True)
+            if (repo_root / dep).is_dir():
+                shutil.copytree(repo_root / dep, ws / dep, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy(repo_root / dep, ws / dep)
+    klue_files(ws / "src")
+    make_bilm_dir(ws / "models", Tokenizer("mecab"))  # -> ws/models/bilm (+ ws/models/vocab)
+    _dvc(ws, "init", "--no-scm", "-q")
+
+    out = _dvc(ws, "repro", "finetune")
+    assert "Running stage 'fetch_task'" in out and "Running stage 'finetune'" in out
+    assert (ws / "models/ynat/config.json").is_file() and (ws / "plots/finetune/confusion.png").is_file()
+    shown = json.loads(_dvc(ws, "metrics", "show", "--json"))
+    assert "metrics/finetune.json" in json.dumps(shown)
+
+    out = _dvc(ws, "repro", "finetune")
+    assert "Running stage" not in out
+
+    f["train"]["max_epochs"] = 1  # a finetune param: only finetune reruns, and reads the layer cache
+    (ws / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False))
+    out = _dvc(ws, "repro", "finetune")
+    assert "Running stage 'finetune'" in out and "Running stage 'fetch_task'" not in out
+    assert "read from" in out
+    assert json.loads((ws / "metrics/finetune.json").read_text())["epochs"] == 1
