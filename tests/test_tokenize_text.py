@@ -141,3 +141,5 @@ def test_java_taggers(tagger: str) -> None:
     assert tokens and all("/" in t and " " not in t for t in tokens)
     assert any(t.startswith("아버지/") for t in tokens)
     assert len(Tokenizer(tagger=tagger).tokenize_text("안녕하세요. 반갑습니다.")) == 2
+    emoji = Tokenizer(tagger=tagger).tokenize("좋아요😀😀 최고 👍")  # Komoran cannot hand emoji back
+    assert "😀😀" in "".join(emoji) and "👍" in "".join(emoji) and "최고" in emoji

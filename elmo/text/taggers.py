@@ -9,12 +9,14 @@ they need a Java runtime; we check for one first and say so clearly.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
 from elmo.errors import StageError
 
 TAGGERS = ("mecab", "okt", "komoran")
+_NON_BMP = re.compile("([\U00010000-\U0010FFFF]+)")
 JAVA_TAGGERS = ("okt", "komoran")
 
 
@@ -46,9 +48,20 @@ class KonlpyJavaTagger:
     def pos(self, sentence: str) -> tuple[list[str], list[str]]:
         if self.name == "okt":
             pairs = self._tagger.pos(sentence, norm=False, stem=False)
-        else:
-            pairs = self._tagger.pos(sentence)
-        return [s for s, _ in pairs], [t for _, t in pairs]
+            return [s for s, _ in pairs], [t for _, t in pairs]
+        # Komoran hands characters outside the BMP (emoji) back as broken surrogates that JPype
+        # cannot decode; analyse the text between them, and make each run of them one token
+        # tagged SW (Sejong: other symbol).
+        surfaces, tags = [], []
+        for i, piece in enumerate(_NON_BMP.split(sentence)):
+            if i % 2:
+                surfaces.append(piece)
+                tags.append("SW")
+            elif piece.strip():
+                for s, t in self._tagger.pos(piece.strip()):
+                    surfaces.append(s)
+                    tags.append(t)
+        return surfaces, tags
 
 
 def make_tagger(name: str):
