@@ -97,8 +97,8 @@ def test_outputs_schema_and_counts(ws: Path) -> None:
         assert metrics["splits"][split]["sentences"] == df.height
         assert metrics["splits"][split]["tokens"] == int(df["tokens"].list.len().sum())
     assert report["total"] == metrics["total"] and report["chars_per_s"] > 0
-    first = frames["train"].filter(pl.col("petition_idx") == 986)  # 'COVID-19 대응' is row 1 → 993; 986 is row 2
-    assert first.height == 0  # the empty petition has no sentences
+    empty = frames["train"].filter(pl.col("petition_idx") == 986)  # row 2: empty title, null content
+    assert empty.height == 0
     title = frames["valid"].filter((pl.col("petition_idx") == 993) & (pl.col("sentence_idx") == 0))["tokens"][0]
     assert title.to_list() == ["COVID", "-", "19", "대응"]
 
