@@ -108,6 +108,8 @@ def test_comparison_table_plots_and_mlflow(finetuned) -> None:
     hist = (plots / "history.csv").read_text().splitlines()
     assert hist[0].startswith("epoch,") and len(hist) == 4
     assert (plots / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    curves = sorted(p.name for p in (plots / "compare").iterdir())
+    assert curves == ["elmo.csv", "elmo_in_out.csv", "elmo_no_gamma.csv", "no_elmo.csv"]
     preds = (plots / "dev_predictions.csv").read_text().splitlines()
     assert preds[0] == "actual,predicted" and len(preds) == 7
     mlflow.set_tracking_uri("sqlite:///" + str(root / "mlflow.db"))

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from elmo.io import atomic_write_json, atomic_write_text
+from elmo.io import atomic_path, atomic_write_json, atomic_write_text
 from elmo.task.model import TaskConfig, TaskModel
 from elmo.task.train import FitResult, TaskData, fit
 from elmo.task.variants import BASELINE, BASELINE_DESCRIPTION, VARIANTS, variant_params
@@ -172,9 +172,11 @@ class Experiment:
         atomic_write_text(md_path, comparison_markdown(table, dev["macro_f1"]))
         plots = root / f.plots_dir
         write_csv(plots / "history.csv", main.history)
-        write_csv(plots / "compare_history.csv",
-                  [{"model": r["name"], **h} for r in rows for h in r.get("history", [])],
-                  ["model", "epoch", "dev_macro_f1"])
+        with atomic_path(plots / "compare") as tmp:  # one curve per compared task model
+            tmp.mkdir()
+            for r in rows:
+                if r.get("history"):
+                    write_csv(tmp / f"{r['name']}.csv", r["history"], ["epoch", "dev_macro_f1"])
         cm = dev["confusion"]["matrix"]
         write_csv(plots / "dev_predictions.csv",
                   [{"actual": self.labels[i], "predicted": self.labels[j]}
