@@ -77,11 +77,43 @@ def build(root: Path, p: FlowsParams) -> list:
 
 
 def serve(root: Path, p: FlowsParams) -> None:
-    """Serve the deployments until interrupted (Ctrl-C / SIGTERM): schedules are paused on exit."""
-    from prefect import serve as prefect_serve
+    """Serve the deployments until interrupted (Ctrl-C / SIGTERM); their schedules are paused on
+    exit, so no scheduled runs pile up while nothing serves them (``serve`` again resumes them).
 
-    # one flow run at a time: stages of one workspace never run side by side
-    prefect_serve(*build(root, p), limit=1, pause_on_shutdown=True)
+    What :func:`prefect.serve` does, with one difference: SIGTERM stops the runner exactly like
+    Ctrl-C (Prefect's own SIGTERM handler exits from inside its event loop, with tracebacks and
+    without reliably pausing the schedules).
+    """
+    import asyncio
+
+    from prefect.runner import Runner
+
+    class _Runner(Runner):
+        def handle_sigterm(self, *args, **kwargs) -> None:  # noqa: ARG002 - signal handler signature
+            raise KeyboardInterrupt
+
+    deployments = build(root, p)
+    runner = _Runner(limit=1, pause_on_shutdown=True)  # one flow run at a time: one workspace
+    for d in deployments:
+        runner.add_deployment(d)
+    names = ", ".join(f"{d.flow_name}/{d.name}" for d in deployments)
+    print(f"serving {names}; start a run from the UI or with `prefect deployment run <name>`; Ctrl-C stops",
+          flush=True)
+    try:
+        asyncio.run(runner.start())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        pause(deployments)
+
+
+def pause(deployments: list) -> None:
+    """Pause the schedules of these (served) deployments."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        for d in deployments:
+            client.pause_deployment(client.read_deployment_by_name(f"{d.flow_name}/{d.name}").id)
 
 
 def deploy(root: Path, p: FlowsParams, pool: str) -> list[str]:

@@ -168,7 +168,8 @@ def make_toy_workspace(path: str | Path) -> Path:
     (root / ".gitignore").write_text("runs.log\n.flaky-attempts\n.prefect/\nparts/\n", encoding="utf-8")
     _run(["git", "init", "-q"], root)
     _run([sys.executable, "-m", "dvc", "init", "-q"], root)
-    _run([sys.executable, "-m", "dvc", "config", "core.analytics", "false"], root)
+    with open(root / ".dvc" / "config", "a", encoding="utf-8") as fh:  # as `dvc config core.analytics false`
+        fh.write("[core]\n    analytics = false\n")
     _run(["git", "add", "-A"], root)
     _run(["git", "-c", "user.name=toy", "-c", "user.email=toy@localhost", "commit", "-q", "-m", "toy"], root)
     return root
