@@ -210,7 +210,81 @@ def _client(params: Params, root: Path):
         return None
 
 
+def _refuse_unsafe(root: Path, repo, head: str, files: set[str], state_path: Path, label: str) -> None:
+    """Refuse when rollback would overwrite work that exists nowhere else."""
+    dirty = uncommitted(root, head, files, _load_state(state_path))
+    unsaved = [o.path for o in dvcrepo.workspace_outputs(repo) if o.changed]
+    if not (dirty or unsaved):
+        return
+    parts = []
+    if dirty:
+        parts.append(f"uncommitted changes in {', '.join(dirty)} (commit them, or `git restore` them)")
+    if unsaved:
+        verb = "differs" if len(unsaved) == 1 else "differ"
+        parts.append(f"{', '.join(unsaved)} {verb} from dvc.lock (keep the change with `dvc commit`, "
+                     "or discard it with `dvc checkout`)")
+    raise StageError(f"refusing to roll back to {label}: {'; '.join(parts)}; nothing was changed")
+
+
+def _ensure_objects(repo, target: Target) -> None:
+    """Every object the target needs is in the cache afterwards (fetched if need be), or refuse."""
+    missing = dvcrepo.missing_objects(repo, target.commit)
+    remote, fetch_error = dvcrepo.default_remote(repo), None
+    if missing and remote:
+        say(f"fetching {len(missing)} output(s) of {target.label} from DVC remote {remote!r} …")
+        fetch_error = dvcrepo.fetch(repo, target.commit)
+        missing = dvcrepo.missing_objects(repo, target.commit)
+    if missing:
+        where = f"DVC remote {remote!r}" if remote else "a DVC remote (none is configured)"
+        detail = f" (fetch: {fetch_error})" if fetch_error else ""
+        raise StageError(f"refusing to roll back to {target.label}: the data of {', '.join(missing)} is neither "
+                         f"in the DVC cache nor in {where}{detail}; nothing was changed")
+
+
+def _alias_moves(params: Params, client, target: Target, lock: Lock):
+    """(model, version) pairs the alias moves to, and a warning per model it cannot move."""
+    p = params.register
+    moves: list[tuple[RegisteredModelParams, store.Version]] = []
+    warnings: list[str] = []
+    for spec in p.models.values():
+        if client is None:
+            warnings.append(f"{spec.name}: no MLflow registry at {params.mlflow.tracking_uri} "
+                            f"(mlflow.tracking_uri); `{p.alias}` not moved")
+            continue
+        v = version_at(lock, spec, store.versions(client, spec.name))
+        if v is not None:
+            moves.append((spec, v))
+        else:
+            warnings.append(f"{spec.name}: no registered version was made from {norm(spec.model_dir)} as "
+                            f"recorded at {gitrepo.short(target.commit)}; `{p.alias}` left where it is")
+    return moves, warnings
+
+
+def _restore(root: Path, repo, commit: str, files: set[str]) -> tuple[list[str], dict[str, str | None], dict]:
+    """Write the files as ``commit`` has them and check the data out; on any error, put both back."""
+    backup = {f: _read(root / f) for f in files}
+    written: dict[str, str | None] = {}
+    changed: list[str] = []
+    try:
+        for f in sorted(files):
+            content = gitrepo.show(root, commit, f)
+            if content != backup[f]:
+                _put(root / f, content)
+                changed.append(f)
+            written[f] = _sha(content)
+        return changed, written, dvcrepo.checkout(repo)
+    except BaseException:
+        for f, content in backup.items():
+            _put(root / f, content)
+        try:
+            dvcrepo.checkout(repo)
+        except Exception:  # noqa: BLE001 - the original error is the one to report
+            pass
+        raise
+
+
 def rollback(params: Params, root: Path, to: str) -> dict[str, Any]:
+    """Restore ``to``'s pipeline files, data and models and point the alias at its versions."""
     root = Path(root).resolve()
     p = params.register
     if not gitrepo.is_repo(root):
@@ -225,75 +299,23 @@ def rollback(params: Params, root: Path, to: str) -> dict[str, Any]:
     if target_lock is None:
         raise StageError(f"{target.label}: that commit has no readable dvc.lock; nothing to restore")
     files = pipeline_files(root, head, history.at(head)) | pipeline_files(root, target.commit, target_lock)
-    state_path = root / p.rollback_state
 
     with dvcrepo.session(root) as repo:
-        dirty = uncommitted(root, head, files, _load_state(state_path))
-        unsaved = [o.path for o in dvcrepo.workspace_outputs(repo) if o.changed]
-        if dirty or unsaved:
-            parts = []
-            if dirty:
-                parts.append(f"uncommitted changes in {', '.join(dirty)} (commit them, or `git restore` them)")
-            if unsaved:
-                verb = "differs" if len(unsaved) == 1 else "differ"
-                parts.append(f"{', '.join(unsaved)} {verb} from dvc.lock (keep the change with `dvc commit`, "
-                             "or discard it with `dvc checkout`)")
-            raise StageError(f"refusing to roll back to {target.label}: {'; '.join(parts)}; nothing was changed")
-
-        missing = dvcrepo.missing_objects(repo, target.commit)
-        remote, fetch_error = dvcrepo.default_remote(repo), None
-        if missing and remote:
-            say(f"fetching {len(missing)} output(s) of {target.label} from DVC remote {remote!r} …")
-            fetch_error = dvcrepo.fetch(repo, target.commit)
-            missing = dvcrepo.missing_objects(repo, target.commit)
-        if missing:
-            where = f"DVC remote {remote!r}" if remote else "a DVC remote (none is configured)"
-            detail = f" (fetch: {fetch_error})" if fetch_error else ""
-            raise StageError(f"refusing to roll back to {target.label}: the data of {', '.join(missing)} is neither "
-                             f"in the DVC cache nor in {where}{detail}; nothing was changed")
-
-        moves: list[tuple[RegisteredModelParams, store.Version]] = []
-        warnings: list[str] = []
-        for spec in p.models.values():
-            if client is None:
-                warnings.append(f"{spec.name}: no MLflow registry at {params.mlflow.tracking_uri} "
-                                f"(mlflow.tracking_uri); `{p.alias}` not moved")
-                continue
-            v = version_at(target_lock, spec, store.versions(client, spec.name))
-            if v is not None:
-                moves.append((spec, v))
-            else:
-                warnings.append(f"{spec.name}: no registered version was made from {norm(spec.model_dir)} as "
-                                f"recorded at {gitrepo.short(target.commit)}; `{p.alias}` left where it is")
-
-        backup = {f: _read(root / f) for f in files}
-        written: dict[str, str | None] = {}
-        changed: list[str] = []
-        say(f"restoring {len(files)} pipeline file(s) from {gitrepo.short(target.commit)} and checking out "
-            f"the data and models of {target.label} …")
-        try:
-            for f in sorted(files):
-                content = gitrepo.show(root, target.commit, f)
-                if content != backup[f]:
-                    _put(root / f, content)
-                    changed.append(f)
-                written[f] = _sha(content)
-            changes = dvcrepo.checkout(repo)
-        except BaseException:
-            for f, content in backup.items():
-                _put(root / f, content)
-            try:
-                dvcrepo.checkout(repo)
-            except Exception:  # noqa: BLE001 - the original error is the one to report
-                pass
-            raise
+        _refuse_unsafe(root, repo, head, files, root / p.rollback_state, target.label)
+        _ensure_objects(repo, target)
+        moves, warnings = _alias_moves(params, client, target, target_lock)
+        say(f"restoring the pipeline files of {gitrepo.short(target.commit)} and checking out the data and "
+            f"models of {target.label} …")
+        changed, written, changes = _restore(root, repo, target.commit, files)
 
     champion: dict[str, Any] = {}
     reason = f"elmo rollback --to {to} ({target.label}, commit {gitrepo.short(target.commit)})"
     for spec, v in moves:
         previous = store.move_alias(client, spec.name, p.alias, v.version, reason)
         champion[spec.name] = {"from": previous, "to": v.version}
-        say(f"{spec.name}: `{p.alias}` {'stays at' if previous == v.version else 'moves from v' + str(previous) + ' to'} v{v.version}")
+        moved = ("stays at" if previous == v.version else "now points at" if previous is None
+                 else f"moves from v{previous} to")
+        say(f"{spec.name}: `{p.alias}` {moved} v{v.version}")
     for w in warnings:
         say(f"warning: {w}")
     _save_state(root, p.rollback_state, {
