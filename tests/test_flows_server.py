@@ -81,7 +81,8 @@ def prefect_api(tmp_path_factory):
     from flows.server import is_up
 
     home = tmp_path_factory.mktemp("prefect-home")
-    os.environ["PREFECT_HOME"] = str(home)  # before this process imports Prefect
+    old_home = os.environ.get("PREFECT_HOME")
+    os.environ["PREFECT_HOME"] = str(home)  # before this process imports Prefect (if it hasn't yet)
     port = _free_port()
     url = f"http://127.0.0.1:{port}/api"
     log = open(home / "flows-server.out", "wb")
@@ -106,6 +107,10 @@ def prefect_api(tmp_path_factory):
             proc.kill()
             rc = None
         log.close()
+        if old_home is None:
+            os.environ.pop("PREFECT_HOME", None)
+        else:
+            os.environ["PREFECT_HOME"] = old_home
     assert rc == 0, f"`python -m flows server` did not stop cleanly within {STOP_S} s (rc={rc})"
     assert not is_up(url, timeout=1), "the Prefect server outlived `python -m flows server`"
     assert time.monotonic() - t0 < STOP_S

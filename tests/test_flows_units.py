@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import threading
 import time
 from pathlib import Path
@@ -14,6 +15,18 @@ from elmo.errors import StageError
 from elmo.params import ParamsError, parse_params
 from flows.dvc_stages import stage_order, stage_state
 from flows.testing import make_toy_workspace
+
+
+@pytest.fixture(scope="module", autouse=True)
+def prefect_home(tmp_path_factory):
+    """Prefect (imported by some of these tests) keeps its home in a tmp dir, not the project's."""
+    old = os.environ.get("PREFECT_HOME")
+    os.environ["PREFECT_HOME"] = str(tmp_path_factory.mktemp("prefect-home"))
+    yield
+    if old is None:
+        os.environ.pop("PREFECT_HOME", None)
+    else:
+        os.environ["PREFECT_HOME"] = old
 
 
 @pytest.fixture(scope="module")
