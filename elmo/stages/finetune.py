@@ -16,6 +16,11 @@ from typing import Any
 
 from elmo.errors import StageError
 
+# Idle OpenMP threads sleep instead of spinning: on 2 cores shared with other work, spinning threads
+# made the biLM and the task model 3-4x slower (benchmarks/README.md). Takes effect when torch is
+# first imported after this module, as in `elmo finetune`; an explicit setting is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 
 def say(msg: str) -> None:
     print(msg, flush=True)
