@@ -16,6 +16,8 @@ import platform
 import time
 from pathlib import Path
 
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `elmo finetune` does (see elmo/stages/finetune.py)
+
 import torch
 
 REPO = Path(__file__).resolve().parents[1]

@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `elmo finetune` does (see elmo/stages/finetune.py)
+
 import numpy as np
 import torch
 
