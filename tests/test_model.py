@@ -245,3 +245,15 @@ def test_random_corpus_batch_follows_the_contract() -> None:
         assert torch.equal(b.fwd_targets[i, :n - 1], b.tokens[i, 1:n]) and b.fwd_targets[i, n - 1:].eq(0).all()
         assert torch.equal(b.bwd_targets[i, 1:n], b.tokens[i, :n - 1]) and b.bwd_targets[i, 0] == 0
         assert b.bwd_targets[i, n:].eq(0).all()
+
+
+def test_adaptive_softmax_keeps_idle_clusters_in_the_graph() -> None:
+    """DDP without an unused-parameter search needs every parameter in every step's graph."""
+    torch.manual_seed(0)
+    model = BiLM(tiny_config(softmax="adaptive")).train()
+    h = torch.randn(6, 8, requires_grad=True)
+    t = torch.tensor([4, 5, 6, 7, 8, 9])  # all in the head: both tail clusters idle
+    nll = model.softmax.train_nll(h, t)
+    nll.sum().backward()
+    assert all(p.grad is not None for p in model.softmax.parameters())
+    assert torch.allclose(nll, model.softmax.exact_nll(h, t))

@@ -53,7 +53,7 @@ def tiny_params(data: Path, db: Path, *, model: dict | None = None, train: dict 
                    "experiment": "test-pretrain"},
         "pretrain": {
             "vocab_dir": str(data / "data/processed/vocab"), "arrays_dir": str(data / "data/processed/arrays"),
-            "preset": "tiny", "trainer": {"accelerator": "cpu", "threads": 1},
+            "preset": "tiny", "trainer": {"accelerator": "cpu", "devices": 1, "threads": 1},
             "presets": {"tiny": {"model": model or {}, "train": train or {}}},
             **pretrain,
         },
@@ -139,6 +139,7 @@ def test_dvc_stage_lists_every_output_relevant_param(repo_root: Path) -> None:
     # the repository's params validate, with the small preset selected and sized for 2 CPU cores
     p = parse_params(params)
     assert p.pretrain.preset == "small" and p.pretrain.selected.train.max_minutes <= 20
+    assert p.pretrain.model_dump() == parse_params({}).pretrain.model_dump()  # the yaml spells out the defaults
 
 
 def test_bad_inputs_are_named(tmp_path: Path, random_data: Path, mlflow_db: Path) -> None:
@@ -169,6 +170,7 @@ def test_valid_perplexity_falls_on_a_repeated_corpus(tmp_path: Path, repeated_da
     report = pretrain.run(p, tmp_path)
     m = json.loads((tmp_path / "metrics/pretrain.json").read_text())
     assert m["steps"] == 100 and m["stopped_by"] == "max_steps"
+    assert 100 * 100 < m["tokens_trained"] <= 100 * 256 and m["epochs"] > 10
     for split in ("valid", "test"):
         assert m[split]["ppl"] < 1.6 and m[split]["ppl_fwd"] < 1.6 and m[split]["ppl_bwd"] < 1.6, m[split]
         assert m[split]["tokens"] == sum(len(s) + 1 for s in word_corpus(random_corpus(12, 34, 5, 9, 5, 0.5)))
@@ -240,6 +242,7 @@ def test_resume_after_a_crash_ends_with_the_uninterrupted_weights(tmp_path: Path
     assert all(torch.equal(sa[i]["exp_avg_sq"], sb[i]["exp_avg_sq"]) for i in sa)
     ma, mb = (json.loads((w / "metrics/pretrain.json").read_text()) for w in (a, b))
     assert ma["valid"] == mb["valid"] and ma["test"] == mb["test"]
+    assert ma["tokens_trained"] == mb["tokens_trained"] > 0  # counted across the interruption
     # the curves of the resumed run continue the interrupted one: one row per step, no gap
     rows = (b / "plots/pretrain/loss.csv").read_text().splitlines()[1:]
     assert [int(r.split(",")[0]) for r in rows] == list(range(1, 15))

@@ -115,7 +115,12 @@ class AdaptiveSoftmax(nn.Module):
     def train_nll(self, h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         if self.asm is None:
             return self.full.train_nll(h, targets)
-        return -self.asm(h.float(), targets).output
+        nll = -self.asm(h.float(), targets).output
+        if self.training:
+            # A cluster without targets in this batch is skipped; touch its weights with a zero so
+            # every parameter is in the graph (DDP then needs no search for unused parameters).
+            nll = nll + 0.0 * sum(p.reshape(-1)[0] for p in self.asm.tail.parameters())
+        return nll
 
     def exact_nll(self, h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         if self.asm is None:

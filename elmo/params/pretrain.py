@@ -81,11 +81,12 @@ class TrainerParams(Section):
     """Where training runs: Lightning's Trainer arguments. A 2-process CPU run: devices 2, strategy ddp."""
 
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
-    devices: int | Literal["auto"] = 1  # per node
+    # processes per node: auto = every GPU, or on a CPU one single-threaded process per core (max 8)
+    devices: int | Literal["auto"] = Field("auto")
     num_nodes: int = Field(1, ge=1)
     strategy: Literal["auto", "ddp", "ddp_find_unused_parameters_true"] = "auto"  # auto: ddp when more than one process
     precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed"] = "auto"  # auto: bf16-mixed on a GPU, else 32-true
-    threads: int = Field(0, ge=0)  # torch threads per process; 0 = the cores this process may use / processes
+    threads: int = Field(0, ge=0)  # torch threads per process; 0 = the usable cores / processes per node
 
 
 def _tiny() -> PresetParams:
@@ -101,10 +102,11 @@ def _tiny() -> PresetParams:
 def _small() -> PresetParams:
     return PresetParams(
         model=ModelParams(char_embed_dim=16, filters=[(1, 32), (2, 32), (3, 64), (4, 128), (5, 256)],
-                          highway_layers=1, projection_dim=128, lstm_dim=512, dropout=0.1, softmax="adaptive",
+                          highway_layers=1, projection_dim=128, lstm_dim=256, dropout=0.1, softmax="adaptive",
                           n_samples=1024, adaptive_cutoffs=[2000, 10000], adaptive_div_value=4.0),
-        train=TrainParams(batch_tokens=4096, lr=2e-3, warmup_steps=50, schedule="linear", max_steps=3000,
-                          max_minutes=20, val_every_steps=200, val_batches=10, checkpoint_every_steps=100),
+        train=TrainParams(batch_tokens=2048, lr=3e-3, warmup_steps=20, schedule="linear", max_steps=500,
+                          max_minutes=18, val_every_steps=50, val_batches=5, eval_max_tokens=200_000,
+                          checkpoint_every_steps=50),
     )
 
 

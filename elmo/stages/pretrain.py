@@ -105,18 +105,19 @@ def run(params, root: Path) -> dict:
     accelerator = resolve_accelerator(p.trainer)
     threads = set_threads(p.trainer, accelerator)
     meta = data["train"].arrays.meta
-    fp_parts = {"config": config.to_dict(), "train": t.model_dump(), "seed": params.seed,
-                "trainer": p.trainer.model_dump(exclude={"threads"}), "vocab_sha256": vocab.sha256,
+    world = processes_per_node(p.trainer, accelerator) * p.trainer.num_nodes
+    fp_parts = {"config": config.to_dict(), "train": t.model_dump(), "seed": params.seed, "world": world,
+                "trainer": p.trainer.model_dump(exclude={"threads", "devices"}), "vocab_sha256": vocab.sha256,
                 "arrays": meta, "code": code_hash()}
     fp = fingerprint(fp_parts)
     resume_from, ckpt_msg = prepare(ckpt_dir, fp, resume=p.resume, primary=primary)
     if primary:
-        print(f"pretrain: preset {p.preset}, {accelerator}, {threads} thread(s); checkpoints: {ckpt_msg}",
+        print(f"pretrain: preset {p.preset}, {accelerator}, {world} process(es) x {threads} thread(s); "
+              f"checkpoints: {ckpt_msg}",
               file=sys.stderr, flush=True)
 
     dm = PretrainData(data["train"], data["valid"], batch_tokens=t.batch_tokens, seed=params.seed,
                       val_batches=t.val_batches)
-    world = processes_per_node(p.trainer, accelerator) * p.trainer.num_nodes
     steps_per_epoch = dm.steps_per_epoch(world)
     if steps_per_epoch < 1:
         raise StageError(f"{arrays_dir}: the train split makes fewer batches than processes ({world})")
@@ -129,8 +130,7 @@ def run(params, root: Path) -> dict:
     log_cb = TrainingLog(sink, t.log_every_steps, t.max_steps)
     periodic, best = checkpoint_callbacks(ckpt_dir, t.checkpoint_every_steps)
     trainer = build_trainer(p.trainer, t, callbacks=[log_cb, StepProgress(t.max_steps, log_cb), periodic, best,
-                                                 FinalCheckpoint(ckpt_dir)], root_dir=str(ckpt_dir),
-                            adaptive_softmax=config.softmax == "adaptive")
+                                                 FinalCheckpoint(ckpt_dir)], root_dir=str(ckpt_dir))
 
     with contextlib.ExitStack() as stack:
         run_id = None
@@ -193,7 +193,8 @@ def run(params, root: Path) -> dict:
             "stopped_by": _stopped_by(trainer, t, preset.train),
             "train_minutes": round(fit_s / 60, 2),
             "tokens_per_s": round(sum(tokens_per_s) / len(tokens_per_s), 1) if tokens_per_s else None,
-            "train_tokens": int(sum(data["train"].lengths + 2)),
+            "tokens_trained": log_cb.tokens_trained,  # real positions, all processes
+            "train_split_tokens": int(sum(data["train"].lengths + 2)),
             "selected": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in selected.items()},
             "valid": final["valid"],
             "test": final["test"],

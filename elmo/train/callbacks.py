@@ -50,14 +50,17 @@ class TrainingLog(L.Callback):
         self._val_time = 0.0
         self._val_start: float | None = None
         self.last_tokens_per_s: float | None = None
+        self.tokens_trained = 0  # real positions trained on, all ranks, this run and the ones it resumed
 
     # ------------------------------------------------------------ state in the checkpoints
     def state_dict(self) -> dict[str, Any]:
-        return {"train_rows": self.sink.train_rows, "valid_rows": self.sink.valid_rows}
+        return {"train_rows": self.sink.train_rows, "valid_rows": self.sink.valid_rows,
+                "tokens_trained": self.tokens_trained}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.sink.train_rows = list(state.get("train_rows", []))
         self.sink.valid_rows = list(state.get("valid_rows", []))
+        self.tokens_trained = int(state.get("tokens_trained", 0))
 
     # ------------------------------------------------------------ training
     def on_train_start(self, trainer, pl_module) -> None:
@@ -76,6 +79,7 @@ class TrainingLog(L.Callback):
             stats = trainer.strategy.reduce(stats.to(pl_module.device), reduce_op="sum").cpu()
         elapsed = max(now - self._t - self._val_time, 1e-9)
         self._t, self._tokens, self._val_time = now, pl_module.tokens_seen, 0.0
+        self.tokens_trained += int(stats[1])
         if not trainer.is_global_zero:
             return
         tokens_per_s = float(stats[1]) / elapsed
@@ -89,6 +93,13 @@ class TrainingLog(L.Callback):
         self.sink.train_rows.append({"step": step, "train_loss": metrics["train/loss"], "lr": metrics["train/lr"],
                                      "tokens_per_s": tokens_per_s})
         self.sink.log(step, metrics)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        rest = torch.tensor([pl_module.tokens_seen - self._tokens], dtype=torch.float64)
+        if trainer.world_size > 1:
+            rest = trainer.strategy.reduce(rest.to(pl_module.device), reduce_op="sum").cpu()
+        self.tokens_trained += int(rest[0])
+        self._tokens = pl_module.tokens_seen
 
     # ------------------------------------------------------------ validation
     def on_validation_start(self, trainer, pl_module) -> None:

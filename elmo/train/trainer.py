@@ -2,8 +2,9 @@
 
 * devices / num_nodes / strategy: Lightning's own; more than one process means DDP (the process
   group is gloo on CPUs, NCCL on GPUs; a 2-process CPU run works on one machine, the same params
-  run on several GPUs or nodes under torchrun/SLURM). The adaptive softmax only computes the
-  clusters a batch needs, so DDP then looks for unused parameters.
+  run on several GPUs or nodes under torchrun/SLURM). Every parameter takes part in every step
+  (elmo.model.softmax keeps idle adaptive clusters in the graph), so DDP needs no unused-parameter
+  search.
 * precision ``auto``: bf16 autocast on a GPU, fp32 on a CPU.
 * the run stops at the first of max_steps, max_epochs and max_minutes (Lightning's Timer, whose
   clock is kept in the checkpoints, so a resumed run has only what is left of the budget).
@@ -34,13 +35,26 @@ def resolve_precision(p: TrainerParams, accelerator: str) -> str:
     return "bf16-mixed" if accelerator == "gpu" and torch.cuda.is_bf16_supported() else "32-true"
 
 
+MAX_AUTO_CPU_PROCESSES = 8
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def processes_per_node(p: TrainerParams, accelerator: str) -> int:
+    """``devices``, or for ``auto``: every GPU, or on a CPU one single-threaded process per usable
+    core (at most 8). An LSTM steps through time in thousands of small operations; two threads of
+    one process meet at a barrier in each, which costs more than it gains (several times over on
+    a machine shared with other jobs), while DDP processes meet once a step."""
     if p.devices == "auto":
-        return torch.cuda.device_count() if accelerator == "gpu" else 1
+        if accelerator == "gpu":
+            return max(1, torch.cuda.device_count())
+        return max(1, min(MAX_AUTO_CPU_PROCESSES, usable_cores()))
     return int(p.devices)
 
 
-def resolve_strategy(p: TrainerParams, accelerator: str, *, adaptive_softmax: bool):
+def resolve_strategy(p: TrainerParams, accelerator: str):
     distributed = processes_per_node(p, accelerator) * p.num_nodes > 1
     if p.strategy == "auto" and not distributed:
         return "auto"
@@ -48,7 +62,7 @@ def resolve_strategy(p: TrainerParams, accelerator: str, *, adaptive_softmax: bo
         from lightning.pytorch.strategies import DDPStrategy
 
         return DDPStrategy(process_group_backend="nccl" if accelerator == "gpu" else "gloo",
-                           find_unused_parameters=adaptive_softmax or p.strategy == "ddp_find_unused_parameters_true")
+                           find_unused_parameters=p.strategy == "ddp_find_unused_parameters_true")
     return p.strategy
 
 
@@ -56,8 +70,7 @@ def set_threads(p: TrainerParams, accelerator: str) -> int:
     """torch threads of this process: ``threads``, or the usable cores shared by this node's processes."""
     n = p.threads
     if n == 0:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        n = max(1, cores // (processes_per_node(p, accelerator) if accelerator == "cpu" else 1))
+        n = max(1, usable_cores() // (processes_per_node(p, accelerator) if accelerator == "cpu" else 1))
     torch.set_num_threads(n)
     return n
 
@@ -72,15 +85,14 @@ def quiet_lightning() -> None:
         warnings.filterwarnings("ignore", message=msg)
 
 
-def build_trainer(p: TrainerParams, train: TrainParams, *, callbacks: list, root_dir: str,
-                  adaptive_softmax: bool) -> L.Trainer:
+def build_trainer(p: TrainerParams, train: TrainParams, *, callbacks: list, root_dir: str) -> L.Trainer:
     accelerator = resolve_accelerator(p)
     quiet_lightning()
     return L.Trainer(
         accelerator=accelerator,
-        devices=p.devices,
+        devices=processes_per_node(p, accelerator),
         num_nodes=p.num_nodes,
-        strategy=resolve_strategy(p, accelerator, adaptive_softmax=adaptive_softmax),
+        strategy=resolve_strategy(p, accelerator),
         precision=resolve_precision(p, accelerator),
         max_steps=train.max_steps,  # max_epochs is folded in by the stage: the stream has no epochs
         max_epochs=-1,
