@@ -26,8 +26,6 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 from elmo.errors import StageError
 from elmo.io import atomic_write_json, atomic_write_text
 from elmo.model import BiLMConfig
@@ -65,13 +63,6 @@ def _stopped_by(trainer, train, asked) -> str:
     return "interrupted" if trainer.interrupted else "end"
 
 
-def _load_weights(model, ckpt: Path) -> int:
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)
-    weights = {k[len("model."):]: v for k, v in state["state_dict"].items() if k.startswith("model.")}
-    model.load_state_dict(weights, strict=True)
-    return int(state.get("global_step", -1))
-
-
 def run(params, root: Path) -> dict:
     import lightning as L
 
@@ -79,9 +70,9 @@ def run(params, root: Path) -> dict:
     from elmo.tracking import start_run
     from elmo.train.callbacks import MetricSink, StepProgress, TrainingLog
     from elmo.train.checkpoints import (FinalCheckpoint, checkpoint_callbacks, code_hash, fingerprint,
-                                        is_primary_process, prepare)
+                                        is_primary_process, prepare, select_weights)
     from elmo.train.datamodule import PretrainData, valid_batches
-    from elmo.train.evaluate import evaluate
+    from elmo.train.evaluate import split_perplexity
     from elmo.train.module import BiLMTask
     from elmo.train.trainer import (build_trainer, processes_per_node, resolve_accelerator, resolve_precision,
                                     set_threads)
@@ -107,6 +98,7 @@ def run(params, root: Path) -> dict:
     meta = data["train"].arrays.meta
     world = processes_per_node(p.trainer, accelerator) * p.trainer.num_nodes
     fp_parts = {"config": config.to_dict(), "train": t.model_dump(), "seed": params.seed, "world": world,
+                "accelerator": accelerator,
                 "trainer": p.trainer.model_dump(exclude={"threads", "devices"}), "vocab_sha256": vocab.sha256,
                 "arrays": meta, "code": code_hash()}
     fp = fingerprint(fp_parts)
@@ -154,34 +146,18 @@ def run(params, root: Path) -> dict:
         if trainer.interrupted:
             raise StageError(f"training was interrupted at step {trainer.global_step}; rerun to resume from {ckpt_dir}")
 
-        # ------------------------------------------------ pick the weights: best validated or last
-        model = task.model.cpu()
+        # ------------------------------------------------ the weights to keep, and their perplexities
         device = "cuda" if accelerator == "gpu" else "cpu"
         bf16 = resolve_precision(p.trainer, accelerator) == "bf16-mixed"
-        model.to(device)
+        model = task.model.to(device)
         subset = valid_batches(data["valid"], t.batch_tokens, max_batches=t.val_batches)
-        last_m = evaluate(model, subset, device=device, bf16=bf16, desc="valid (last step)")
-        selected = {"from": "last", "step": trainer.global_step, "valid_subset_ppl": last_m["ppl"]}
-        best_path = Path(best.best_model_path) if best.best_model_path else None
-        if best_path is not None and best_path.is_file() and best.best_model_score is not None \
-                and float(best.best_model_score) < last_m["ppl"]:
-            step = _load_weights(model, best_path)
-            model.to(device)
-            selected = {"from": "best", "step": step, "valid_subset_ppl": float(best.best_model_score)}
+        selected, last_m = select_weights(model, best, trainer.global_step, subset, device=device, bf16=bf16)
         if not sink.valid_rows or sink.valid_rows[-1]["step"] != trainer.global_step:
             sink.valid_rows.append({"step": trainer.global_step, "valid_ppl": last_m["ppl"],
                                     "valid_ppl_fwd": last_m["ppl_fwd"], "valid_ppl_bwd": last_m["ppl_bwd"]})
-
-        # ------------------------------------------------ final exact perplexities
-        final = {}
-        for split in ("valid", "test"):
-            batches = valid_batches(data[split], t.batch_tokens, max_tokens=t.eval_max_tokens)
-            m = evaluate(model, batches, device=device, bf16=bf16, desc=f"{split} perplexity")
-            final[split] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in m.items()}
-            final[split]["tokens"] = int(m["tokens"])
-            final[split]["sentences"] = sum(len(b) for b in batches.batches)
-            print(f"{split}: perplexity {m['ppl']:.2f} (forward {m['ppl_fwd']:.2f}, backward {m['ppl_bwd']:.2f}) "
-                  f"on {int(m['tokens']):,} tokens", file=sys.stderr, flush=True)
+        final = {split: split_perplexity(model, data[split], split, batch_tokens=t.batch_tokens,
+                                         max_tokens=t.eval_max_tokens, device=device, bf16=bf16)
+                 for split in ("valid", "test")}
 
         # ------------------------------------------------ outputs
         tokens_per_s = [r["tokens_per_s"] for r in sink.train_rows if r.get("tokens_per_s")]

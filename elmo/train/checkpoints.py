@@ -104,3 +104,30 @@ class FinalCheckpoint(Callback):
     def on_train_end(self, trainer, pl_module) -> None:
         if trainer.global_step > 0:
             trainer.save_checkpoint(self.path)
+
+
+def load_weights(model, ckpt: Path) -> int:
+    """The biLM weights of a Lightning checkpoint into ``model`` (tensors only); returns its step."""
+    import torch
+
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    weights = {k[len("model."):]: v for k, v in state["state_dict"].items() if k.startswith("model.")}
+    model.load_state_dict(weights, strict=True)
+    return int(state.get("global_step", -1))
+
+
+def select_weights(model, best: ModelCheckpoint, step: int, subset, *, device, bf16: bool) -> tuple[dict, dict]:
+    """Keep the better, on the validation batches ``subset``, of the last step (in ``model``) and
+    the best validated checkpoint (loaded into ``model`` when it wins). Returns (what was kept,
+    the last step's perplexities)."""
+    from elmo.train.evaluate import evaluate
+
+    last = evaluate(model, subset, device=device, bf16=bf16, desc="valid (last step)")
+    selected = {"from": "last", "step": step, "valid_subset_ppl": last["ppl"]}
+    path = Path(best.best_model_path) if best.best_model_path else None
+    if path is not None and path.is_file() and best.best_model_score is not None \
+            and float(best.best_model_score) < last["ppl"]:
+        best_step = load_weights(model, path)
+        model.to(device)
+        selected = {"from": "best", "step": best_step, "valid_subset_ppl": float(best.best_model_score)}
+    return selected, last

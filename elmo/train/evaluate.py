@@ -32,3 +32,21 @@ def evaluate(model: BiLM, batches: Iterable, *, device: str | torch.device = "cp
             bar.update(1)
     model.train(was_training)
     return perplexities(*sums)
+
+
+def split_perplexity(model: BiLM, dataset, split: str, *, batch_tokens: int, max_tokens: int | None,
+                     device: str | torch.device = "cpu", bf16: bool = False) -> dict:
+    """Exact perplexities of a whole split, or of a fixed sample of ``max_tokens`` tokens of it
+    (elmo.train.datamodule.valid_batches), with the token and sentence counts; one console line."""
+    import sys
+
+    from elmo.train.datamodule import valid_batches
+
+    batches = valid_batches(dataset, batch_tokens, max_tokens=max_tokens)
+    m = evaluate(model, batches, device=device, bf16=bf16, desc=f"{split} perplexity")
+    out = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in m.items()}
+    out["tokens"] = int(m["tokens"])
+    out["sentences"] = sum(len(b) for b in batches.batches)
+    print(f"{split}: perplexity {m['ppl']:.2f} (forward {m['ppl_fwd']:.2f}, backward {m['ppl_bwd']:.2f}) "
+          f"on {out['tokens']:,} tokens", file=sys.stderr, flush=True)
+    return out
