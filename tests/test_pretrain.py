@@ -247,3 +247,30 @@ def test_resume_after_a_crash_ends_with_the_uninterrupted_weights(tmp_path: Path
     rows = (b / "plots/pretrain/loss.csv").read_text().splitlines()[1:]
     assert [int(r.split(",")[0]) for r in rows] == list(range(1, 15))
     assert [r.split(",")[1] for r in rows] == [r.split(",")[1] for r in (a / "plots/pretrain/loss.csv").read_text().splitlines()[1:]]
+
+
+def test_dvc_plots_render_the_pretrain_curves(tmp_path: Path, repo_root: Path) -> None:
+    """`dvc plots show` draws the loss and the three perplexity curves from the stage's CSVs."""
+    import os
+    import subprocess
+    import sys
+
+    dvc = yaml.safe_load((repo_root / "dvc.yaml").read_text())
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"pretrain": dvc["stages"]["pretrain"]},
+                                                       "plots": dvc["plots"]}, sort_keys=False))
+    (tmp_path / "params.yaml").write_text((repo_root / "params.yaml").read_text())
+    plots = tmp_path / "plots/pretrain"
+    plots.mkdir(parents=True)
+    (plots / "loss.csv").write_text("step,train_loss,lr,tokens_per_s\n10,7.9,0.001,900\n20,7.1,0.002,950\n")
+    (plots / "perplexity.csv").write_text("step,valid_ppl,valid_ppl_fwd,valid_ppl_bwd\n10,900,950,850\n20,600,610,590\n")
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    run = lambda *a: subprocess.run([sys.executable, "-m", "dvc", *a], cwd=tmp_path, env=env,  # noqa: E731
+                                    capture_output=True, text=True, timeout=120)
+    assert run("init", "--no-scm", "-q").returncode == 0
+    out = run("plots", "show", "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)["data"]
+    curves = {v["field"] for v in data["pretrain perplexity"][0]["content"]["data"]["values"]}
+    assert curves == {"valid_ppl", "valid_ppl_fwd", "valid_ppl_bwd"}
+    loss = data["plots/pretrain/loss.csv"][0]["content"]["data"]["values"]
+    assert [(r["step"], r["train_loss"]) for r in loss] == [("10", "7.9"), ("20", "7.1")]

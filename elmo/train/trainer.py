@@ -77,7 +77,8 @@ def set_threads(p: TrainerParams, accelerator: str) -> int:
 
 def quiet_lightning() -> None:
     """Keep the console for what matters: no hardware banners, tips or known-harmless warnings."""
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
+                 "lightning.pytorch.trainer.connectors.checkpoint_connector"):
         logging.getLogger(name).setLevel(logging.WARNING)
     for msg in ("Checkpoint directory .* exists and is not empty", ".*isinstance\\(treespec, LeafSpec\\).*",
                 "The number of training batches .* is smaller than the logging interval",
