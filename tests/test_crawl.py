@@ -36,6 +36,7 @@ from elmo.stages import crawl
 pytestmark = pytest.mark.network
 
 MONTHS = ["petitions_2019-04", "petitions_2019-05", "petitions_2019-06"]
+ARCHIVE_MTIME = datetime(2019, 7, 1, tzinfo=timezone.utc).timestamp()
 
 
 def record(idx: int, month: str = "2019-04") -> dict:
@@ -57,6 +58,7 @@ def write_archive(directory: Path, months=MONTHS, lines: int = 40, listing: list
         month = name.removeprefix("petitions_")
         body = "".join(json.dumps(record(k * 1000 + i, month), ensure_ascii=False) + "\n" for i in range(lines))
         (directory / name).write_text(body, encoding="utf-8")
+        os.utime(directory / name, (ARCHIVE_MTIME, ARCHIVE_MTIME))  # an archive's months are old files
     (directory / "files").write_text("\n".join(listing if listing is not None else months) + "\n")
     return directory
 
@@ -251,6 +253,37 @@ def test_changed_month_is_the_only_one_refetched(server, archive, tmp_path):
     assert_mirrors(tmp_path / "raw", archive)
     manifest = json.loads((tmp_path / "raw" / "manifest.json").read_text())
     assert manifest["files"]["petitions_2019-05"]["lines"] == 41
+
+
+def test_file_rewritten_within_the_second_of_its_fetch_is_fetched_again(tmp_path):
+    # The stdlib server answers If-Modified-Since by whole seconds: a Last-Modified as new as the
+    # response's Date is weak and must not make the next request conditional (RFC 9110 8.8.2.2).
+    from elmo.httpserve import serve_directory
+
+    (tmp_path / "srv").mkdir()
+    src, dest = tmp_path / "srv" / "a.txt", tmp_path / "a.txt"
+    src.write_bytes(b"first\n")
+    with serve_directory(tmp_path / "srv") as url:
+        first = fetch_file(url + "a.txt", dest)
+        src.write_bytes(b"other\n")  # same size, most likely the same second
+        second = fetch_file(url + "a.txt", dest, previous=first.entry())
+        assert second.status == "fetched" and dest.read_bytes() == b"other\n"
+        os.utime(src, (ARCHIVE_MTIME, ARCHIVE_MTIME))
+        third = fetch_file(url + "a.txt", dest, previous=second.entry())
+        assert third.status == "unchanged" and third.last_modified  # same bytes; an old Last-Modified is kept
+        fourth = fetch_file(url + "a.txt", dest, previous=third.entry())
+        assert fourth.status == "unchanged" and fourth.transferred == 0  # 304
+
+
+def test_last_modified_is_a_validator_only_when_a_second_older_than_date():
+    from elmo.crawl.fetch import _strong_last_modified
+
+    lm = "Tue, 01 Dec 2026 18:49:11 GMT"
+    assert _strong_last_modified(lm, "Tue, 01 Dec 2026 18:49:11 GMT") is None
+    assert _strong_last_modified(lm, "Tue, 01 Dec 2026 18:49:12 GMT") == lm
+    assert _strong_last_modified(lm, None) == lm  # no Date: compared with now
+    assert _strong_last_modified("not a date", "Tue, 01 Dec 2026 18:49:12 GMT") is None
+    assert _strong_last_modified(None, None) is None
 
 
 def test_local_directory_source_is_incremental_by_sha256(archive, tmp_path):

@@ -6,7 +6,9 @@ only then renames it onto ``dest`` (elmo.io.atomic_path): ``dest`` is either the
 absent, or the complete verified new one — never partial. Given the ``previous`` entry of an
 earlier fetch it is incremental: an http source is asked with ``If-None-Match`` /
 ``If-Modified-Since`` (and a 200 whose ETag, or Last-Modified and Content-Length, equal the old
-ones is not downloaded again); a local source is compared by sha256. See elmo/crawl/retry.py for
+ones is not downloaded again); a local source is compared by sha256. A Last-Modified is kept as a
+validator only when it is strong (RFC 9110 §8.8.2.2: at least one second older than the response's
+Date): a file rewritten within the second it was fetched would otherwise answer 304 for new bytes. See elmo/crawl/retry.py for
 what is retried and how long it waits.
 
 Used by the crawl stage for the petitions months and by finetune for the KLUE YNAT files.
@@ -21,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -193,7 +196,7 @@ def _http_attempt(
         if r.status_code != 200:
             raise FetchError(f"{url}: HTTP {r.status_code} {r.reason_phrase}")
         etag = r.headers.get("etag")
-        last_modified = r.headers.get("last-modified")
+        last_modified = _strong_last_modified(r.headers.get("last-modified"), r.headers.get("date"))
         length = r.headers.get("content-length")
         content_length = int(length) if length and length.isdigit() else None
         if previous and _same_validators(previous, etag, last_modified, content_length):
@@ -204,6 +207,27 @@ def _http_attempt(
         same.etag, same.last_modified, same.content_length = etag, last_modified, content_length
         return same
     return FetchResult(url, dest, "fetched", n, sha, _now(), etag, last_modified, content_length, info)
+
+
+def _http_date(value: str | None) -> datetime | None:
+    try:
+        parsed = parsedate_to_datetime(value) if value else None
+    except (TypeError, ValueError, IndexError):
+        return None
+    return parsed if parsed is None or parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _strong_last_modified(last_modified: str | None, date: str | None) -> str | None:
+    """``last_modified`` if it is a strong validator, else None (RFC 9110 §8.8.2.2).
+
+    A Last-Modified less than a second before the response's Date (or, without a Date, before now)
+    is weak: the file may change again within that second and keep the same Last-Modified.
+    """
+    modified = _http_date(last_modified)
+    if modified is None:
+        return None
+    sent = _http_date(date) or datetime.now(timezone.utc)
+    return last_modified if (sent - modified).total_seconds() >= 1 else None
 
 
 def _same_validators(previous: dict[str, Any], etag, last_modified, content_length) -> bool:
