@@ -99,12 +99,31 @@ def serve(root: Path, p: FlowsParams) -> None:
     names = ", ".join(f"{d.flow_name}/{d.name}" for d in deployments)
     print(f"serving {names}; start a run from the UI or with `prefect deployment run <name>`; Ctrl-C stops",
           flush=True)
+    async def main() -> None:
+        asyncio.get_running_loop().set_exception_handler(_ignore_cancelled)
+        await runner.start()
+
     try:
-        asyncio.run(runner.start())
+        asyncio.run(main())
     except KeyboardInterrupt:
         pass
     finally:
         pause(deployments)
+
+
+def _ignore_cancelled(loop, context: dict) -> None:
+    """The event loop's exception handler while serving: a cancelled task is no error.
+
+    On stop, asyncio cancels the runner's tasks; a connection handler of Prefect's control channel
+    that is cancelled then makes CPython 3.11's ``asyncio.streams`` callback call
+    ``task.exception()`` on it, which raises ``CancelledError`` and is logged with a traceback
+    (3.12 checks ``task.cancelled()`` first). Everything else goes to the default handler.
+    """
+    import asyncio
+
+    if isinstance(context.get("exception"), asyncio.CancelledError):
+        return
+    loop.default_exception_handler(context)
 
 
 def pause(deployments: list) -> None:
