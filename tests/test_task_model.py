@@ -95,6 +95,15 @@ def test_early_stopping_keeps_the_best_epoch(elmo, dataset) -> None:
     assert res.stopped_early and len(res.history) == 3 and res.best_epoch == 1
 
 
+def test_learning_rate_decays_after_each_epoch_without_improvement(elmo, dataset) -> None:
+    labels, words, data, _ = dataset
+    model = TaskModel(config(elmo, words))
+    res = fit(model, data, data, labels, batch_size=6, lr=1e-9, weight_decay=0.0, max_epochs=10, patience=3,
+              grad_clip=5.0, seed=0, lr_decay=0.5, log=lambda s: None)
+    assert res.best_epoch == 1 and len(res.history) == 4
+    assert [h["lr"] for h in res.history] == [1e-9, 1e-9, 0.5e-9, 0.25e-9]
+
+
 def test_time_budget_stops_training(elmo, dataset) -> None:
     labels, words, data, _ = dataset
     model = TaskModel(config(elmo, words))

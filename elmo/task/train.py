@@ -106,9 +106,13 @@ def evaluate(model: TaskModel, data: TaskData, labels: list[str], batch_size: in
 
 def fit(model: TaskModel, train: TaskData, dev: TaskData, labels: list[str], *, batch_size: int, lr: float,
         weight_decay: float, max_epochs: int, patience: int, grad_clip: float, seed: int,
-        max_seconds: float = 0.0, name: str = "model", on_epoch: Callable[[dict[str, float]], None] | None = None,
+        lr_decay: float = 1.0, max_seconds: float = 0.0, name: str = "model", on_epoch: Callable[[dict[str, float]], None] | None = None,
         log: Callable[[str], None] = print) -> FitResult:
-    """Train ``model`` in place; on return it holds the state of its best dev macro-F1 epoch."""
+    """Train ``model`` in place; on return it holds the state of its best dev macro-F1 epoch.
+
+    After an epoch without a better dev macro-F1 the learning rate is multiplied by ``lr_decay``;
+    after ``patience`` such epochs in a row training stops.
+    """
     from tqdm.auto import tqdm
 
     torch.manual_seed(seed)
@@ -138,7 +142,7 @@ def fit(model: TaskModel, train: TaskData, dev: TaskData, labels: list[str], *, 
             seen += len(idx)
         train_s = time.perf_counter() - t0
         dev_metrics, dev_loss = evaluate(model, dev, labels)
-        row = {"epoch": epoch, "train_loss": total_loss / seen, "train_acc": correct / seen,
+        row = {"epoch": epoch, "lr": opt.param_groups[0]["lr"], "train_loss": total_loss / seen, "train_acc": correct / seen,
                "dev_loss": dev_loss, "dev_macro_f1": dev_metrics["macro_f1"], "dev_acc": dev_metrics["accuracy"],
                "epoch_s": time.perf_counter() - t0, "train_s": train_s}
         history.append(row)
@@ -157,6 +161,8 @@ def fit(model: TaskModel, train: TaskData, dev: TaskData, labels: list[str], *, 
             if bad_epochs >= patience:
                 stopped = epoch < max_epochs
                 break
+            for group in opt.param_groups:
+                group["lr"] *= lr_decay
         elapsed = time.perf_counter() - start
         if max_seconds and epoch < max_epochs and elapsed + row["epoch_s"] > max_seconds:
             log(f"{name}: stopping after epoch {epoch}: another epoch would pass the time budget "
