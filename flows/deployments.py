@@ -99,6 +99,7 @@ def serve(root: Path, p: FlowsParams) -> None:
     names = ", ".join(f"{d.flow_name}/{d.name}" for d in deployments)
     print(f"serving {names}; start a run from the UI or with `prefect deployment run <name>`; Ctrl-C stops",
           flush=True)
+
     async def main() -> None:
         asyncio.get_running_loop().set_exception_handler(_ignore_cancelled)
         await runner.start()

@@ -8,8 +8,8 @@ earlier fetch it is incremental: an http source is asked with ``If-None-Match`` 
 ``If-Modified-Since`` (and a 200 whose ETag, or Last-Modified and Content-Length, equal the old
 ones is not downloaded again); a local source is compared by sha256. A Last-Modified is kept as a
 validator only when it is strong (RFC 9110 §8.8.2.2: at least one second older than the response's
-Date): a file rewritten within the second it was fetched would otherwise answer 304 for new bytes. See elmo/crawl/retry.py for
-what is retried and how long it waits.
+Date): a file rewritten within the second it was fetched would otherwise answer 304 for new bytes.
+See elmo/crawl/retry.py for what is retried and how long it waits.
 
 Used by the crawl stage for the petitions months and by finetune for the KLUE YNAT files.
 """

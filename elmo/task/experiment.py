@@ -90,7 +90,8 @@ class Experiment:
                  f"parameters, {len(train)} train / {len(dev)} dev")
         result = fit(model, train, dev, self.labels, batch_size=tp.batch_size, lr=tp.lr, weight_decay=tp.weight_decay,
                      max_epochs=tp.max_epochs, patience=tp.patience, grad_clip=tp.grad_clip, seed=self.p.seed,
-                     lr_decay=tp.lr_decay, max_seconds=tp.max_minutes * 60, name=name, on_epoch=on_epoch, log=self.log)
+                     lr_decay=tp.lr_decay, max_seconds=tp.max_minutes * 60, name=name, on_epoch=on_epoch,
+                     log=self.log)
         self.log(f"{name}: best dev macro-F1 {result.best_dev['macro_f1']:.4f} at epoch {result.best_epoch} "
                  f"({result.seconds:.0f}s)")
         return model, result

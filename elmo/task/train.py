@@ -106,7 +106,8 @@ def evaluate(model: TaskModel, data: TaskData, labels: list[str], batch_size: in
 
 def fit(model: TaskModel, train: TaskData, dev: TaskData, labels: list[str], *, batch_size: int, lr: float,
         weight_decay: float, max_epochs: int, patience: int, grad_clip: float, seed: int,
-        lr_decay: float = 1.0, max_seconds: float = 0.0, name: str = "model", on_epoch: Callable[[dict[str, float]], None] | None = None,
+        lr_decay: float = 1.0, max_seconds: float = 0.0, name: str = "model",
+        on_epoch: Callable[[dict[str, float]], None] | None = None,
         log: Callable[[str], None] = print) -> FitResult:
     """Train ``model`` in place; on return it holds the state of its best dev macro-F1 epoch.
 
@@ -142,7 +143,8 @@ def fit(model: TaskModel, train: TaskData, dev: TaskData, labels: list[str], *, 
             seen += len(idx)
         train_s = time.perf_counter() - t0
         dev_metrics, dev_loss = evaluate(model, dev, labels)
-        row = {"epoch": epoch, "lr": opt.param_groups[0]["lr"], "train_loss": total_loss / seen, "train_acc": correct / seen,
+        row = {"epoch": epoch, "lr": opt.param_groups[0]["lr"], "train_loss": total_loss / seen,
+               "train_acc": correct / seen,
                "dev_loss": dev_loss, "dev_macro_f1": dev_metrics["macro_f1"], "dev_acc": dev_metrics["accuracy"],
                "epoch_s": time.perf_counter() - t0, "train_s": train_s}
         history.append(row)
