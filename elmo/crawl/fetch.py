@@ -23,13 +23,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from elmo.crawl.retry import RETRY_STATUSES, RetryPolicy, parse_retry_after
+from elmo.crawl.retry import RETRY_STATUSES, RetryPolicy, parse_http_date, parse_retry_after
 from elmo.crawl.source import source_kind
 from elmo.io import atomic_path, sha256_file
 
@@ -209,24 +208,16 @@ def _http_attempt(
     return FetchResult(url, dest, "fetched", n, sha, _now(), etag, last_modified, content_length, info)
 
 
-def _http_date(value: str | None) -> datetime | None:
-    try:
-        parsed = parsedate_to_datetime(value) if value else None
-    except (TypeError, ValueError, IndexError):
-        return None
-    return parsed if parsed is None or parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-
-
 def _strong_last_modified(last_modified: str | None, date: str | None) -> str | None:
     """``last_modified`` if it is a strong validator, else None (RFC 9110 §8.8.2.2).
 
     A Last-Modified less than a second before the response's Date (or, without a Date, before now)
     is weak: the file may change again within that second and keep the same Last-Modified.
     """
-    modified = _http_date(last_modified)
+    modified = parse_http_date(last_modified)
     if modified is None:
         return None
-    sent = _http_date(date) or datetime.now(timezone.utc)
+    sent = parse_http_date(date) or datetime.now(timezone.utc)
     return last_modified if (sent - modified).total_seconds() >= 1 else None
 
 

@@ -38,6 +38,17 @@ class RetryPolicy:
 RETRY_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
 
 
+def parse_http_date(value: str | None) -> datetime | None:
+    """An HTTP date (``Date``, ``Last-Modified``, ``Retry-After``) as an aware datetime; None if absent/bad."""
+    try:
+        when = email.utils.parsedate_to_datetime(value.strip()) if value else None
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is not None and when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when
+
+
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
     """Seconds from a ``Retry-After`` header: delta-seconds or an HTTP date; None if absent/bad."""
     if value is None:
@@ -45,13 +56,8 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     value = value.strip()
     if value.isdigit():
         return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
+    when = parse_http_date(value)
     if when is None:
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
     now = now or datetime.now(timezone.utc)
     return max(0.0, (when - now).total_seconds())
