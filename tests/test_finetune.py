@@ -118,7 +118,7 @@ def test_comparison_table_plots_and_mlflow(finetuned) -> None:
     run = mlflow.get_run(runs.iloc[0]["run_id"])
     assert run.data.metrics["macro_f1"] == pytest.approx(comp["main_macro_f1"])
     assert "compare.tfidf_lr.macro_f1" in run.data.metrics
-    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "dev_macro_f1")
+    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "heldout_macro_f1")
     assert sorted(m.step for m in history) == [1, 2, 3]
 
 
@@ -127,7 +127,7 @@ def test_second_run_reuses_the_cached_layers(finetuned, capsys) -> None:
 
     root, pfile, _, _ = finetuned
     caches = sorted(p.name for p in (root / "data/cache/elmo").iterdir())
-    assert len(caches) == 2  # train and dev
+    assert len(caches) == 3  # fit, held-out slice and dev
     params = yaml.safe_load(pfile.read_text())
     params["finetune"]["compare"] = []  # only the main model; a config none of the variants matches
     params["finetune"]["model"]["elmo_layer_norm"] = True

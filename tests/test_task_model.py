@@ -83,7 +83,7 @@ def test_finetuning_raises_training_accuracy(elmo, dataset) -> None:
     after = (predict_proba(model, data).argmax(1) == data.labels).mean()
     assert after > before and after >= 0.9
     assert res.history[-1]["train_acc"] > res.history[0]["train_acc"]
-    assert res.best_dev["macro_f1"] == max(h["dev_macro_f1"] for h in res.history)
+    assert res.best_heldout["macro_f1"] == max(h["heldout_macro_f1"] for h in res.history)
     assert len(res.history) == 8 and res.best_epoch >= 1
 
 

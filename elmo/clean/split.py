@@ -13,8 +13,9 @@ from collections.abc import Iterable
 SPLITS = ("train", "valid", "test")
 
 
-def unit_hash(petition_idx: int, salt: str) -> float:
-    digest = hashlib.sha256(f"{salt}:{petition_idx}".encode("ascii")).digest()
+def unit_hash(key: int | str, salt: str) -> float:
+    """A stable fraction in [0, 1) for ``key`` (a petition_idx, or any record id: UTF-8 encoded)."""
+    digest = hashlib.sha256(f"{salt}:{key}".encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big") / 2.0**64
 
 

@@ -18,7 +18,9 @@ KLUE_YNAT = "https://raw.githubusercontent.com/KLUE-benchmark/KLUE/main/klue_ben
 
 # What `finetune.compare` may name: the TF-IDF + logistic-regression baseline and the task-model
 # variants (each the `model` section with a few keys changed; see elmo/task/variants.py).
-COMPARISONS = ("tfidf_lr", "no_elmo", "elmo_no_gamma", "elmo", "elmo_in_out")
+COMPARISONS = ("tfidf_lr", "no_elmo", "random_bilm", "elmo_no_gamma", "elmo", "elmo_in_out", "adapted", "unfrozen",
+               "adapted_unfrozen")
+BILM_MODES = ("frozen", "adapted", "unfrozen", "adapted_unfrozen")
 
 
 class TaskDataParams(Section):
@@ -86,6 +88,40 @@ class TrainParams(Section):
     threads: int = Field(0, ge=0)  # torch threads; 0 = every core this process may use
 
 
+class AdaptParams(Section):
+    """LM fine-tuning of the biLM on the task's text (modes adapted, adapted_unfrozen; elmo/task/adapt.py)."""
+
+    out_dir: str = "models/bilm_ynat"  # the adapted biLM; reused while biLM, texts and these keys are unchanged
+    use_dev_texts: bool = False  # also the dev set's texts (never its labels)
+    max_steps: int = Field(400, ge=1)
+    max_minutes: float = Field(4.0, ge=0)  # 0 = no limit
+    batch_tokens: int = Field(2048, ge=16)
+    lr: float = Field(1e-3, gt=0)  # peak of the slanted triangular schedule
+    cut_frac: float = Field(0.1, gt=0, lt=1)
+    ratio: float = Field(32.0, ge=1)
+    grad_clip: float = Field(5.0, gt=0)
+    heldout_sentences: int = Field(500, ge=0)  # task-text perplexity before/after on texts not trained on
+
+
+class UnfreezeParams(Section):
+    """Finetuning the biLM inside the classifier (modes unfrozen, adapted_unfrozen; elmo/task/schedule.py)."""
+
+    lr: float = Field(2e-3, gt=0)  # the task head's peak lr (slanted triangular schedule)
+    bilm_lr_scale: float = Field(1.0, gt=0)  # the top biLM group's lr relative to the head's
+    factor: float = Field(2.6, ge=1)  # discriminative: each lower biLM group gets lr / factor
+    gradual: bool = True  # one more biLM group (from the top) unfreezes each epoch
+    max_epochs: int = Field(5, ge=1)
+    patience: int = Field(5, ge=1)
+    cut_frac: float = Field(0.1, gt=0, lt=1)
+    ratio: float = Field(32.0, ge=1)
+
+
+class BiLMModeParams(Section):
+    # frozen: cached layers of the pretrained biLM | adapted: of the biLM adapted on the task text |
+    # unfrozen: the pretrained biLM trains inside the classifier | adapted_unfrozen: both
+    mode: Literal["frozen", "adapted", "unfrozen", "adapted_unfrozen"] = "frozen"
+
+
 class TfidfParams(Section):
     analyzer: Literal["char", "char_wb", "word"] = "char_wb"
     ngram_min: int = Field(1, ge=1)
@@ -111,11 +147,18 @@ class FinetuneParams(Section):
     cache_dtype: Literal["float16", "float32"] = "float16"
     embed_batch_tokens: int = Field(4096, ge=16)  # tokens per biLM batch when computing layers
     max_tokens: int = Field(64, ge=1)  # a longer headline keeps its first max_tokens tokens (counted)
+    # Model selection: epochs (and anything else chosen) on this held-out slice of the train split,
+    # a stable hash of each record's id (its text when the task has no id field); dev is reported once.
+    heldout_fraction: float = Field(0.1, gt=0, lt=0.5)
+    heldout_salt: str = "elmo-ko-heldout-v1"
+    bilm: BiLMModeParams = BiLMModeParams()
+    adapt: AdaptParams = AdaptParams()
+    unfreeze: UnfreezeParams = UnfreezeParams()
     model: TaskModelParams = TaskModelParams()
     train: TrainParams = TrainParams()
     tfidf: TfidfParams = TfidfParams()
-    compare: list[Literal["tfidf_lr", "no_elmo", "elmo_no_gamma", "elmo", "elmo_in_out"]] = Field(
-        default_factory=lambda: list(COMPARISONS))
+    compare: list[Literal["tfidf_lr", "no_elmo", "random_bilm", "elmo_no_gamma", "elmo", "elmo_in_out", "adapted",
+                          "unfrozen", "adapted_unfrozen"]] = Field(default_factory=lambda: list(COMPARISONS))
 
     @model_validator(mode="after")
     def _ngrams(self):

@@ -87,8 +87,7 @@ def run(params, root: Path) -> dict:
     torch.set_num_threads(threads)
     data = load_task_data(f.task, root / f.task.data_dir)
     labels = data["labels"]
-    needs_elmo = f.model.use_elmo or any(
-        c in VARIANTS and VARIANTS[c][1].get("use_elmo", True) for c in f.compare)
+    needs_elmo = f.model.use_elmo or any(c in VARIANTS and VARIANTS[c][2] is not None for c in f.compare)
     bilm_dir = root / f.bilm_dir
     if needs_elmo and not (bilm_dir / "config.json").is_file():
         raise FileNotFoundError(f"{bilm_dir}: no saved biLM (run `elmo pretrain` first, or set finetune.bilm_dir)")

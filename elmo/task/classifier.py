@@ -32,17 +32,23 @@ FORMAT = "elmo-ko/classifier"
 FORMAT_VERSION = 1
 
 
-def save_classifier(directory: str | Path, *, model: TaskModel, labels: list[str], words: TaskWords,
+def save_classifier(directory: str | Path, *, model, labels: list[str], words: TaskWords,
                     tokenizer_config: dict, max_tokens: int, bilm_dir: str | Path | None,
                     meta: dict | None = None) -> Path:
+    """Write the classifier. ``model`` is a :class:`TaskModel` (its frozen biLM copied from ``bilm_dir``)
+    or a :class:`BiLMTaskModel` (its biLM saved as trained, with ``bilm_dir``'s vocabulary)."""
     from safetensors.torch import save_file
 
+    from elmo.model import vocab_dir
+    from elmo.task.model import BiLMTaskModel
+
     directory = Path(directory)
-    if model.cfg.use_elmo and bilm_dir is None:
+    head = model.head if isinstance(model, BiLMTaskModel) else model
+    if head.cfg.use_elmo and bilm_dir is None:
         raise ValueError("a model that uses ELMo is saved with its biLM (bilm_dir)")
-    doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "labels": labels, "task": model.cfg.to_dict(),
+    doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "labels": labels, "task": head.cfg.to_dict(),
            "max_tokens": max_tokens, "meta": meta or {}}
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}
     with atomic_path(directory) as tmp:
         tmp.mkdir()
         (tmp / "config.json").write_text(json.dumps(doc, ensure_ascii=False, indent=2, sort_keys=True) + "\n",
@@ -51,7 +57,9 @@ def save_classifier(directory: str | Path, *, model: TaskModel, labels: list[str
         words.save(tmp / "words.txt")
         (tmp / "tokenizer.json").write_text(json.dumps(tokenizer_config, ensure_ascii=False, indent=2) + "\n",
                                             encoding="utf-8")
-        if model.cfg.use_elmo:
+        if isinstance(model, BiLMTaskModel):
+            model.bilm.save(tmp / "bilm", vocab_dir=vocab_dir(bilm_dir), meta={"finetuned_in_classifier": True})
+        elif head.cfg.use_elmo:
             shutil.copytree(bilm_dir, tmp / "bilm")
     return directory
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,125 +16,199 @@ import numpy as np
 
 from elmo.io import atomic_path, atomic_write_json, atomic_write_text
 from elmo.task.model import TaskConfig, TaskModel
-from elmo.task.train import FitResult, TaskData, fit
-from elmo.task.variants import BASELINE, BASELINE_DESCRIPTION, VARIANTS, variant_params
+from elmo.task.train import FitResult, TaskData, evaluate, fit
+from elmo.task.variants import BASELINE, BASELINE_DESCRIPTION, UNFROZEN_MODES, VARIANTS, variant_mode, variant_params
 from elmo.task.words import TaskWords
 
 MAIN = "main"
+
+
+@dataclass
+class Trained:
+    """One trained task model: its fit on the train split (selected on the held-out slice) and dev, once."""
+
+    model: Any  # TaskModel or BiLMTaskModel
+    fit: FitResult
+    dev: dict[str, Any]  # classification_metrics on the whole dev set
+    bilm_dir: Path | None  # the biLM it was trained with (its weights as trained: model.bilm for unfrozen)
+
+
+def heldout_split(records, fraction: float, salt: str) -> np.ndarray:
+    """(N,) bool: which train records form the held-out slice (a stable hash of id, or text without one)."""
+    from elmo.clean.split import unit_hash
+
+    mask = np.array([unit_hash(r.id if r.id is not None else r.text, salt) < fraction for r in records])
+    if mask.all() or not mask.any():  # a tiny train split: keep one record on each side
+        mask = np.zeros(len(records), dtype=bool)
+        mask[int(np.argmin([unit_hash(r.id if r.id is not None else r.text, salt) for r in records]))] = True
+    return mask
 
 
 class Experiment:
     def __init__(self, params, root: Path, labels: list[str], train_recs, train_tok, dev_recs, dev_tok, tokenizer,
                  bilm_dir: Path | None, log: Callable[[str], None] = print) -> None:
         self.p, self.f, self.root, self.labels = params, params.finetune, Path(root), labels
+        if len(train_recs) < 2:
+            raise ValueError(f"the train split has {len(train_recs)} text(s): a held-out slice needs at least 2")
+        held = heldout_split(train_recs, self.f.heldout_fraction, self.f.heldout_salt)
+        self.fit_recs = [r for r, h in zip(train_recs, held) if not h]
+        self.held_recs = [r for r, h in zip(train_recs, held) if h]
         self.train_recs, self.dev_recs = train_recs, dev_recs
-        self.train_tok, self.dev_tok = train_tok, dev_tok
+        self.splits = {"fit": [t for t, h in zip(train_tok, held) if not h],
+                       "heldout": [t for t, h in zip(train_tok, held) if h], "dev": dev_tok}
+        self.train_tok = train_tok
         self.tokenizer, self.bilm_dir, self.log = tokenizer, bilm_dir, log
-        self.words = TaskWords.build(train_tok, self.f.model.word_min_count)
+        self.words = TaskWords.build(self.splits["fit"], self.f.model.word_min_count)
         index = {lab: i for i, lab in enumerate(labels)}
-        self.y_train = np.array([index[r.label] for r in train_recs], dtype=np.int64)
-        self.y_dev = np.array([index[r.label] for r in dev_recs], dtype=np.int64)
-        self.elmo = None
-        self.caches: dict[str, Any] = {}
+        self.y = {"fit": np.array([index[r.label] for r in self.fit_recs], dtype=np.int64),
+                  "heldout": np.array([index[r.label] for r in self.held_recs], dtype=np.int64),
+                  "dev": np.array([index[r.label] for r in dev_recs], dtype=np.int64)}
+        self.caches: dict[tuple[str, str], Any] = {}
         self.cache_seconds = 0.0
-        self.models: dict[str, TaskModel] = {}
+        self.adapted: Any = None  # AdaptResult, once adapted
+        self.trained: dict[str, Trained] = {}
+        log(f"model selection on a held-out slice of train: {len(self.fit_recs)} fit / {len(self.held_recs)} "
+            f"held-out texts (heldout_fraction {self.f.heldout_fraction}); dev ({len(dev_recs)}) is reported once")
 
-    # ------------------------------------------------------------------ inputs
-    def prepare_elmo(self) -> None:
-        """Load the frozen biLM and compute (or read) its layers for train and dev once."""
+    # ------------------------------------------------------------------ biLMs
+    def bilm_for(self, mode: str) -> Path:
+        """The biLM directory a mode uses: pretrained, adapted on the task text, or the random control."""
+        if self.bilm_dir is None:
+            raise ValueError("this run has no biLM (finetune.bilm_dir)")
+        if mode in ("frozen", "unfrozen"):
+            return self.bilm_dir
+        if mode in ("adapted", "adapted_unfrozen"):
+            return self.adapt().path
+        if mode == "random":
+            from elmo.task.adapt import random_bilm
+
+            return random_bilm(self.bilm_dir, self.root / self.f.cache_dir / "random_bilm", seed=self.p.seed)
+        raise ValueError(f"unknown biLM mode {mode!r}")
+
+    def adapt(self):
+        from elmo.task.adapt import AdaptOptions, adapt_bilm
+
+        if self.adapted is None:
+            a = self.f.adapt
+            texts = self.train_tok + (self.splits["dev"] if a.use_dev_texts else [])
+            opts = AdaptOptions(max_steps=a.max_steps, max_minutes=a.max_minutes, batch_tokens=a.batch_tokens,
+                                lr=a.lr, cut_frac=a.cut_frac, ratio=a.ratio, grad_clip=a.grad_clip,
+                                heldout_sentences=a.heldout_sentences, seed=self.p.seed)
+            self.adapted = adapt_bilm(self.bilm_dir, texts, self.root / a.out_dir, opts, log=self.log)
+        return self.adapted
+
+    def layers(self, bilm_dir: Path, split: str):
+        """The frozen biLM's layers of one split (fit / heldout / dev), from the layer cache."""
         from elmo.embed.cache import cached_layers
         from elmo.embed.elmo import Elmo
 
-        if self.elmo is not None or self.bilm_dir is None:
-            return
-        t0 = time.perf_counter()
-        self.elmo = Elmo.load(self.bilm_dir, tokenizer=self.tokenizer, max_batch_tokens=self.f.embed_batch_tokens)
-        for split, toks in (("train", self.train_tok), ("dev", self.dev_tok)):
-            cache = cached_layers(self.elmo, toks, self.root / self.f.cache_dir, model_dir=self.bilm_dir,
+        key = (str(bilm_dir), split)
+        if key not in self.caches:
+            t0 = time.perf_counter()
+            elmo = Elmo.load(bilm_dir, tokenizer=self.tokenizer, max_batch_tokens=self.f.embed_batch_tokens)
+            cache = cached_layers(elmo, self.splits[split], self.root / self.f.cache_dir, model_dir=bilm_dir,
                                   dtype=self.f.cache_dtype, desc=f"biLM layers ({split})")
-            self.caches[split] = cache
+            self.caches[key] = cache
             self.log(f"biLM layers for {split}: {'read from' if cache.hit else 'computed into'} {cache.path}")
-        self.cache_seconds = time.perf_counter() - t0
+            self.cache_seconds += time.perf_counter() - t0
+        return self.caches[key]
 
-    def data(self, use_elmo: bool) -> tuple[TaskData, TaskData]:
-        if use_elmo:
-            self.prepare_elmo()
-        tr = TaskData([self.words.ids(t) for t in self.train_tok], self.y_train,
-                      self.caches.get("train") if use_elmo else None)
-        dv = TaskData([self.words.ids(t) for t in self.dev_tok], self.y_dev,
-                      self.caches.get("dev") if use_elmo else None)
-        return tr, dv
+    def data(self, split: str, mode: str | None, bilm_dir: Path | None) -> TaskData:
+        layers = self.layers(bilm_dir, split) if mode is not None and mode not in UNFROZEN_MODES else None
+        toks = self.splits[split]
+        return TaskData([self.words.ids(t) for t in toks], self.y[split], layers,
+                        tokens=toks if mode in UNFROZEN_MODES else None)
 
-    def task_config(self, mp) -> TaskConfig:
+    def task_config(self, mp, bilm_cfg) -> TaskConfig:
         return TaskConfig(
             n_classes=len(self.labels), vocab_size=len(self.words),
-            elmo_layers=self.elmo.n_layers if mp.use_elmo else 0, elmo_dim=self.elmo.dim if mp.use_elmo else 0,
+            elmo_layers=bilm_cfg.n_layers + 1 if mp.use_elmo else 0,
+            elmo_dim=2 * bilm_cfg.projection_dim if mp.use_elmo else 0,
             use_elmo=mp.use_elmo, elmo_gamma=mp.elmo_gamma, elmo_layer_norm=mp.elmo_layer_norm,
             elmo_output_mix=mp.elmo_output_mix, elmo_dropout=mp.elmo_dropout, word_dim=mp.word_dim, rnn=mp.rnn,
             hidden=mp.hidden, rnn_layers=mp.rnn_layers, pooling=mp.pooling, dropout=mp.dropout)
 
     # ------------------------------------------------------------------ training
-    def train(self, name: str, mp) -> tuple[TaskModel, FitResult]:
+    def train(self, name: str, mp, mode: str | None) -> Trained:
         import mlflow
         import torch
 
-        train, dev = self.data(mp.use_elmo)
+        from elmo.model import BiLM
+        from elmo.model.files import read_config
+
+        mode = mode if mp.use_elmo else None
+        bilm_dir = self.bilm_for(mode) if mode is not None else None
+        bilm_cfg = read_config(bilm_dir)["config"] if bilm_dir is not None else None
+        train, held = self.data("fit", mode, bilm_dir), self.data("heldout", mode, bilm_dir)
         torch.manual_seed(self.p.seed)
-        model = TaskModel(self.task_config(mp))
-        tp = self.f.train
+        model = TaskModel(self.task_config(mp, bilm_cfg))
+        tp, unfreeze = self.f.train, None
+        options = dict(batch_size=tp.batch_size, lr=tp.lr, weight_decay=tp.weight_decay, max_epochs=tp.max_epochs,
+                       patience=tp.patience, grad_clip=tp.grad_clip, seed=self.p.seed, lr_decay=tp.lr_decay,
+                       max_seconds=tp.max_minutes * 60)
+        if mode in UNFROZEN_MODES:
+            from elmo.task.model import BiLMTaskModel
+            from elmo.task.schedule import UnfreezePlan, bilm_layer_groups
+            from elmo.vocab import Vocabulary
+            from elmo.model import vocab_dir
+
+            u = self.f.unfreeze
+            model = BiLMTaskModel(model, BiLM.load(bilm_dir), Vocabulary.load(vocab_dir(bilm_dir)))
+            unfreeze = UnfreezePlan(n_groups=len(bilm_layer_groups(model.bilm)), lr=u.lr, factor=u.factor,
+                                    bilm_lr_scale=u.bilm_lr_scale, gradual=u.gradual)
+            options.update(lr=u.lr, max_epochs=u.max_epochs, patience=u.patience, schedule="stlr",
+                           stlr_cut_frac=u.cut_frac, stlr_ratio=u.ratio)
         prefix = "" if name == MAIN else f"compare.{name}."
 
         def on_epoch(row: dict) -> None:
             mlflow.log_metrics({f"{prefix}{k}": float(v) for k, v in row.items() if k != "epoch"}, step=row["epoch"])
 
-        self.log(f"training {name}: {sum(p.numel() for p in model.parameters() if p.requires_grad):,} trainable "
-                 f"parameters, {len(train)} train / {len(dev)} dev")
-        result = fit(model, train, dev, self.labels, batch_size=tp.batch_size, lr=tp.lr, weight_decay=tp.weight_decay,
-                     max_epochs=tp.max_epochs, patience=tp.patience, grad_clip=tp.grad_clip, seed=self.p.seed,
-                     lr_decay=tp.lr_decay, max_seconds=tp.max_minutes * 60, name=name, on_epoch=on_epoch,
-                     log=self.log)
-        self.log(f"{name}: best dev macro-F1 {result.best_dev['macro_f1']:.4f} at epoch {result.best_epoch} "
-                 f"({result.seconds:.0f}s)")
-        return model, result
+        self.log(f"training {name} (biLM: {mode or 'none'}): "
+                 f"{sum(p.numel() for p in model.parameters() if p.requires_grad):,} parameters, "
+                 f"{len(train)} fit / {len(held)} held-out")
+        result = fit(model, train, held, self.labels, name=name, unfreeze=unfreeze, on_epoch=on_epoch,
+                     log=self.log, **options)
+        dev, _ = evaluate(model, self.data("dev", mode, bilm_dir), self.labels)
+        self.log(f"{name}: best held-out macro-F1 {result.best_heldout['macro_f1']:.4f} at epoch {result.best_epoch}"
+                 f" -> dev macro-F1 {dev['macro_f1']:.4f} ({result.seconds:.0f}s)")
+        return Trained(model, result, dev, bilm_dir)
 
     def baseline(self) -> dict[str, Any]:
         from elmo.task.baseline import tfidf_lr
 
         self.log("training tfidf_lr (TF-IDF + logistic regression)")
-        m = tfidf_lr([r.text for r in self.train_recs], [r.label for r in self.train_recs],
+        m = tfidf_lr([r.text for r in self.fit_recs], [r.label for r in self.fit_recs],
                      [r.text for r in self.dev_recs], [r.label for r in self.dev_recs], self.labels, self.f.tfidf,
                      seed=self.p.seed)
         self.log(f"tfidf_lr: dev macro-F1 {m['macro_f1']:.4f} ({m['seconds']:.0f}s, {m['features']:,} features)")
         return m
 
+    def row(self, name: str, description: str, t: Trained, is_main: bool) -> dict[str, Any]:
+        return {"name": name, "description": description, "macro_f1": t.dev["macro_f1"],
+                "accuracy": t.dev["accuracy"], "heldout_macro_f1": t.fit.best_heldout["macro_f1"],
+                "best_epoch": t.fit.best_epoch, "seconds": t.fit.seconds, "epochs": len(t.fit.history),
+                "out_of_time": t.fit.out_of_time, "is_main": is_main,
+                "history": [{"epoch": h["epoch"], "heldout_macro_f1": h["heldout_macro_f1"]} for h in t.fit.history]}
+
     def run_all(self) -> dict[str, Any]:
-        main_model, main_fit = self.train(MAIN, self.f.model)
-        self.models[MAIN] = main_model
+        main_mode = self.f.bilm.mode
+        main = self.trained[MAIN] = self.train(MAIN, self.f.model, main_mode)
         rows = []
         for name in self.f.compare:
             if name == BASELINE:
                 m = self.baseline()
                 rows.append({"name": name, "description": BASELINE_DESCRIPTION, "macro_f1": m["macro_f1"],
-                             "accuracy": m["accuracy"], "best_epoch": None, "seconds": m["seconds"]})
+                             "accuracy": m["accuracy"], "heldout_macro_f1": None, "best_epoch": None,
+                             "seconds": m["seconds"]})
                 continue
-            mp = variant_params(self.f.model, name)
-            if mp == self.f.model:  # the main model is this variant: same config, same seed, same result
-                fit_res, same = main_fit, True
-            else:
-                _, fit_res = self.train(name, mp)
-                same = False
-            rows.append({"name": name, "description": VARIANTS[name][0], "macro_f1": fit_res.best_dev["macro_f1"],
-                         "accuracy": fit_res.best_dev["accuracy"], "best_epoch": fit_res.best_epoch,
-                         "seconds": fit_res.seconds, "epochs": len(fit_res.history),
-                         "out_of_time": fit_res.out_of_time, "is_main": same,
-                         "history": [{"epoch": h["epoch"], "dev_macro_f1": h["dev_macro_f1"]} for h in fit_res.history]})
+            mp, mode = variant_params(self.f.model, name), variant_mode(name)
+            same = mp == self.f.model and (mode == main_mode or not mp.use_elmo)
+            t = main if same else self.train(name, mp, mode)  # same config, seed and data: the same model
+            rows.append(self.row(name, VARIANTS[name][0], t, same))
         if not any(r.get("is_main") for r in rows):  # the main model is none of the named variants
-            rows.append({"name": MAIN, "description": "finetune.model as configured (models/ynat)",
-                         "macro_f1": main_fit.best_dev["macro_f1"], "accuracy": main_fit.best_dev["accuracy"],
-                         "best_epoch": main_fit.best_epoch, "seconds": main_fit.seconds, "is_main": True,
-                         "history": [{"epoch": h["epoch"], "dev_macro_f1": h["dev_macro_f1"]}
-                                     for h in main_fit.history]})
-        return {"main": main_fit, "comparison": rows}
+            rows.append(self.row(MAIN, f"finetune.model as configured, biLM {main_mode} ({self.f.out_dir})",
+                                 main, True))
+        return {"main": main, "comparison": rows}
 
     # ------------------------------------------------------------------ outputs
     def write_outputs(self, result: dict[str, Any], run) -> None:
@@ -143,24 +218,27 @@ class Experiment:
         from elmo.task.plots import confusion_png, write_csv
 
         f, root = self.f, self.root
-        main: FitResult = result["main"]
-        model = self.models[MAIN]
-        save_classifier(root / f.out_dir, model=model, labels=self.labels, words=self.words,
+        trained: Trained = result["main"]
+        main, dev = trained.fit, trained.dev
+        save_classifier(root / f.out_dir, model=trained.model, labels=self.labels, words=self.words,
                         tokenizer_config=self.tokenizer.config(), max_tokens=f.max_tokens,
-                        bilm_dir=self.bilm_dir if model.cfg.use_elmo else None,
-                        meta={"task": f.task.name, "mlflow_run_id": run.info.run_id,
-                              "dev_macro_f1": main.best_dev["macro_f1"], "best_epoch": main.best_epoch})
+                        bilm_dir=trained.bilm_dir,
+                        meta={"task": f.task.name, "mlflow_run_id": run.info.run_id, "bilm_mode": f.bilm.mode,
+                              "dev_macro_f1": dev["macro_f1"], "best_epoch": main.best_epoch,
+                              "heldout_macro_f1": main.best_heldout["macro_f1"]})
         rows = result["comparison"]
         base = next((r for r in rows if r["name"] == BASELINE), None)
-        dev = main.best_dev
         epochs = len(main.history)
         metrics = {
             "macro_f1": dev["macro_f1"], "accuracy": dev["accuracy"], "per_class": dev["per_class"],
-            "n_dev": dev["n"], "n_train": len(self.y_train), "labels": self.labels,
+            "n_dev": dev["n"], "n_train": len(self.y["fit"]) + len(self.y["heldout"]),
+            "n_fit": len(self.y["fit"]), "n_heldout": len(self.y["heldout"]), "labels": self.labels,
+            "bilm_mode": f.bilm.mode, "heldout_macro_f1": main.best_heldout["macro_f1"],
             "best_epoch": main.best_epoch, "epochs": epochs, "stopped_early": main.stopped_early,
             "out_of_time": main.out_of_time,
             "train_seconds": main.seconds, "seconds_per_epoch": main.seconds / max(epochs, 1),
             "bilm_layers_seconds": self.cache_seconds, "seconds_total": result["seconds_total"],
+            "adapt": self.adapted.info | {"reused": self.adapted.reused} if self.adapted is not None else None,
             "data": result["data"],
         }
         if base is not None:
@@ -177,7 +255,7 @@ class Experiment:
             tmp.mkdir()
             for r in rows:
                 if r.get("history"):
-                    write_csv(tmp / f"{r['name']}.csv", r["history"], ["epoch", "dev_macro_f1"])
+                    write_csv(tmp / f"{r['name']}.csv", r["history"], ["epoch", "heldout_macro_f1"])
         cm = dev["confusion"]["matrix"]
         write_csv(plots / "dev_predictions.csv",
                   [{"actual": self.labels[i], "predicted": self.labels[j]}
@@ -194,18 +272,19 @@ class Experiment:
         mlflow.log_artifacts(str(plots), artifact_path="plots")
 
     def report(self, result: dict[str, Any]) -> dict[str, Any]:
-        main: FitResult = result["main"]
-        return {"out_dir": self.f.out_dir, "macro_f1": main.best_dev["macro_f1"],
-                "accuracy": main.best_dev["accuracy"], "best_epoch": main.best_epoch,
+        main: Trained = result["main"]
+        return {"out_dir": self.f.out_dir, "bilm_mode": self.f.bilm.mode, "macro_f1": main.dev["macro_f1"],
+                "accuracy": main.dev["accuracy"], "best_epoch": main.fit.best_epoch,
                 "comparison": {r["name"]: round(r["macro_f1"], 4) for r in result["comparison"]},
                 "seconds_total": round(result["seconds_total"], 1)}
 
 
 def comparison_markdown(rows: list[dict], main_f1: float) -> str:
-    lines = ["| model | what it is | dev macro-F1 | dev accuracy | best epoch | seconds |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| model | what it is | dev macro-F1 | dev accuracy | held-out macro-F1 | best epoch | seconds |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
         name = r["name"] if r["name"] == MAIN else (f"**{r['name']}** (main)" if r.get("is_main") else r["name"])
-        lines.append(f"| {name} | {r['description']} | {r['macro_f1']:.4f} | {r['accuracy']:.4f} | "
+        held = f"{r['heldout_macro_f1']:.4f}" if r.get("heldout_macro_f1") is not None else "-"
+        lines.append(f"| {name} | {r['description']} | {r['macro_f1']:.4f} | {r['accuracy']:.4f} | {held} | "
                      f"{r['best_epoch'] if r['best_epoch'] is not None else '-'} | {r['seconds']:.0f} |")
     return "\n".join(lines) + f"\n\nMain model (models/ynat): dev macro-F1 {main_f1:.4f}.\n"

@@ -114,3 +114,44 @@ class TaskModel(nn.Module):
         if self.cfg.pooling in ("mean", "max_mean"):
             pooled.append((h * m).sum(dim=1) / m.sum(dim=1).clamp(min=1))
         return self.out(self.dropout(torch.cat(pooled, dim=-1)))  # (B, K)
+
+    def batch_inputs(self, data, idx) -> tuple:
+        """The forward() arguments for items ``idx`` of a :class:`elmo.task.train.TaskData`."""
+        return data.batch(idx, self.cfg.use_elmo)
+
+
+class BiLMTaskModel(nn.Module):
+    """A task model over a biLM that trains with it (ULMFiT-style finetuning, ``finetune.bilm.mode``
+    ``unfrozen``/``adapted_unfrozen``): the biLM's layers are computed in the forward pass instead
+    of read from the cache, so gradients reach the biLM groups that are unfrozen.
+
+    In eval mode it computes exactly what ``Elmo.layer_batch`` + :class:`TaskModel` compute, so a
+    saved model (its head and this biLM's weights, ``save_classifier``) predicts the same.
+    """
+
+    def __init__(self, head: TaskModel, bilm, vocab) -> None:
+        super().__init__()
+        if not head.cfg.use_elmo:
+            raise ValueError("a biLM task model needs a head that uses ELMo")
+        if head.cfg.elmo_dim != 2 * bilm.config.projection_dim or head.cfg.elmo_layers != bilm.config.n_layers + 1:
+            raise ValueError(f"head expects {head.cfg.elmo_layers} layers of {head.cfg.elmo_dim}, the biLM gives "
+                             f"{bilm.config.n_layers + 1} of {2 * bilm.config.projection_dim}")
+        self.head = head
+        self.bilm = bilm
+        self.vocab = vocab  # encodes token lists into the biLM's char ids
+        self.cfg = head.cfg
+
+    def forward(self, chars: torch.Tensor, bilm_mask: torch.Tensor, words: torch.Tensor,
+                mask: torch.Tensor) -> torch.Tensor:
+        """chars (B, T+2, C) and bilm_mask (B, T+2) of [<bos>, w1..wn, <eos>]; words, mask (B, T) -> (B, K)."""
+        T = words.shape[1]
+        layers = self.bilm.layer_outputs(chars, bilm_mask)  # (L+1, B, T+2, 2P)
+        elmo = layers.permute(1, 0, 2, 3)[:, :, 1:T + 1]  # (B, L+1, T, 2P): <bos> dropped; <eos> only past n
+        return self.head(elmo, words, mask)
+
+    def batch_inputs(self, data, idx) -> tuple:
+        if data.tokens is None:
+            raise ValueError("a biLM task model needs the data's token lists (TaskData.tokens)")
+        _, words, mask = data.batch(idx, False)
+        b = self.vocab.encode_batch([data.tokens[i] for i in idx])
+        return b.chars, b.mask, words, mask

@@ -1,8 +1,11 @@
-"""Training the task model: length-bucketed batches, Adam, early stopping on dev macro-F1.
+"""Training the task model: length-bucketed batches, Adam, early stopping on a held-out slice.
 
-The biLM layers come from a :class:`elmo.embed.cache.LayerCache` (computed once, read every
-epoch). The model state with the best dev macro-F1 is kept (model selection); training stops
-after ``patience`` epochs without improvement. Every epoch prints one line and reports its
+A frozen biLM's layers come from a :class:`elmo.embed.cache.LayerCache` (computed once, read
+every epoch); a :class:`~elmo.task.model.BiLMTaskModel` runs its biLM in the forward pass and may
+train it (elmo/task/schedule.py: discriminative rates, gradual unfreezing, slanted triangular
+schedule). The state with the best macro-F1 on the held-out slice of the train split is kept (model
+selection; the dev set is never seen in training); training stops after ``patience`` epochs
+without improvement. Every epoch prints one line and reports its
 numbers to ``on_epoch`` (MLflow, the DVC plots).
 """
 
@@ -20,6 +23,7 @@ from torch import nn
 
 from elmo.task.metrics import classification_metrics
 from elmo.task.model import TaskModel
+from elmo.task.schedule import UnfreezePlan, bilm_layer_groups, set_trainable, slanted_triangular
 
 
 @dataclass
@@ -29,12 +33,15 @@ class TaskData:
     words: list[np.ndarray]  # per text (n_i,) task word ids
     labels: np.ndarray  # (N,) label ids
     layers: Any = None  # LayerCache (cache[i] is (n_i, L+1, 2P)) or None
+    tokens: list[list[str]] | None = None  # per text its tokens (a BiLMTaskModel encodes their characters)
 
     def __post_init__(self) -> None:
         if len(self.words) != len(self.labels):
             raise ValueError(f"{len(self.words)} texts but {len(self.labels)} labels")
         if any(len(w) == 0 for w in self.words):
             raise ValueError("every text needs at least one token")
+        if self.tokens is not None and [len(t) for t in self.tokens] != [len(w) for w in self.words]:
+            raise ValueError("the token lists do not match the texts (lengths differ)")
         if self.layers is not None:
             if len(self.layers) != len(self.words) or not np.array_equal(
                     self.layers.lengths(), [len(w) for w in self.words]):
@@ -80,7 +87,7 @@ def predict_proba(model: TaskModel, data: TaskData, batch_size: int = 256) -> np
     model.eval()
     out = np.zeros((len(data), model.cfg.n_classes), dtype=np.float32)
     for idx in make_batches([len(w) for w in data.words], batch_size, None):
-        logits = model(*data.batch(idx, model.cfg.use_elmo))
+        logits = model(*model.batch_inputs(data, idx))
         out[idx] = torch.softmax(logits, dim=-1).numpy()
     return out
 
@@ -88,11 +95,33 @@ def predict_proba(model: TaskModel, data: TaskData, batch_size: int = 256) -> np
 @dataclass
 class FitResult:
     best_epoch: int
-    best_dev: dict[str, Any]  # classification_metrics of the selected epoch
+    best_heldout: dict[str, Any]  # classification_metrics of the selected epoch on the held-out slice
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
     stopped_early: bool = False  # patience ran out before max_epochs
     out_of_time: bool = False  # the time budget (max_seconds) ended training before max_epochs
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """How :func:`fit` trains (``finetune.train``, plus the schedule of the biLM mode)."""
+
+    batch_size: int
+    lr: float
+    weight_decay: float
+    max_epochs: int
+    patience: int
+    grad_clip: float
+    seed: int
+    lr_decay: float = 1.0  # plateau schedule: lr x this after an epoch without a better held-out macro-F1
+    max_seconds: float = 0.0  # no epoch starts that would end past it (0 = no limit)
+    schedule: str = "plateau"  # plateau | stlr (slanted triangular, per step; lr_decay unused)
+    stlr_cut_frac: float = 0.1
+    stlr_ratio: float = 32.0
+
+    def __post_init__(self) -> None:
+        if self.schedule not in ("plateau", "stlr"):
+            raise ValueError(f"schedule must be plateau or stlr, got {self.schedule!r}")
 
 
 def evaluate(model: TaskModel, data: TaskData, labels: list[str], batch_size: int = 256) -> tuple[dict, float]:
@@ -104,74 +133,104 @@ def evaluate(model: TaskModel, data: TaskData, labels: list[str], batch_size: in
     return classification_metrics(y_true, y_pred, labels), loss
 
 
-def fit(model: TaskModel, train: TaskData, dev: TaskData, labels: list[str], *, batch_size: int, lr: float,
-        weight_decay: float, max_epochs: int, patience: int, grad_clip: float, seed: int,
-        lr_decay: float = 1.0, max_seconds: float = 0.0, name: str = "model",
-        on_epoch: Callable[[dict[str, float]], None] | None = None,
-        log: Callable[[str], None] = print) -> FitResult:
-    """Train ``model`` in place; on return it holds the state of its best dev macro-F1 epoch.
+def make_optimizer(model, opts: FitOptions, unfreeze: UnfreezePlan | None):
+    """Adam over the head (and, with a plan, one param group per biLM layer group at its own lr)."""
+    if unfreeze is None:
+        params = [p for p in model.parameters() if p.requires_grad]
+        return torch.optim.Adam(params, lr=opts.lr, weight_decay=opts.weight_decay), None
+    groups = bilm_layer_groups(model.bilm)
+    if len(groups) != unfreeze.n_groups:
+        raise ValueError(f"the unfreeze plan has {unfreeze.n_groups} groups, the biLM {len(groups)}")
+    head = [p for p in model.head.parameters() if p.requires_grad]
+    lrs = unfreeze.group_lrs()
+    param_groups = [{"params": head, "lr": lrs[0], "name": "head"}]
+    param_groups += [{"params": g, "lr": lr, "name": f"bilm{k}"} for k, (g, lr) in enumerate(zip(groups, lrs[1:]))]
+    for p in model.bilm.softmax.parameters():  # not part of a classifier
+        p.requires_grad_(False)
+    return torch.optim.Adam(param_groups, weight_decay=opts.weight_decay), groups
 
-    After an epoch without a better dev macro-F1 the learning rate is multiplied by ``lr_decay``;
-    after ``patience`` such epochs in a row training stops.
+
+def fit(model: TaskModel, train: TaskData, heldout: TaskData, labels: list[str], *, name: str = "model",
+        unfreeze: UnfreezePlan | None = None, on_epoch: Callable[[dict[str, float]], None] | None = None,
+        log: Callable[[str], None] = print, **options: Any) -> FitResult:
+    """Train ``model`` in place; on return it holds the state of its best held-out macro-F1 epoch.
+
+    ``options`` are :class:`FitOptions`' fields. ``heldout`` is a slice of the train split (never
+    the dev set): the epoch is chosen on it. With the plateau schedule, after an epoch without a
+    better held-out macro-F1 the learning rate is multiplied by ``lr_decay``; after ``patience``
+    such epochs in a row training stops. ``unfreeze`` (a :class:`BiLMTaskModel` only): discriminative
+    learning rates per biLM layer group and gradual unfreezing, top group first.
     """
     from tqdm.auto import tqdm
 
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    opts = FitOptions(**options)
+    torch.manual_seed(opts.seed)
+    rng = np.random.default_rng(opts.seed)
+    opt, groups = make_optimizer(model, opts, unfreeze)
+    base_lrs = [g["lr"] for g in opt.param_groups]
     lengths = [len(w) for w in train.words]
-    best_f1, best_state, best_epoch, best_dev = -1.0, None, 0, None
+    steps_per_epoch = len(make_batches(lengths, opts.batch_size, None))
+    total_steps, step = opts.max_epochs * steps_per_epoch, 0
+    best_f1, best_state, best_epoch, best_metrics = -1.0, None, 0, None
     history: list[dict[str, float]] = []
     bad_epochs, start, stopped, out_of_time = 0, time.perf_counter(), False, False
-    for epoch in range(1, max_epochs + 1):
+    for epoch in range(1, opts.max_epochs + 1):
         t0 = time.perf_counter()
+        if groups is not None:
+            flags = unfreeze.trainable(epoch)
+            set_trainable(groups, flags)
+            log(f"{name} epoch {epoch}: biLM groups trained (top first): {flags}")
         model.train()
+        params = [p for g in opt.param_groups for p in g["params"] if p.requires_grad]
         total_loss, correct, seen = 0.0, 0, 0
-        batches = make_batches(lengths, batch_size, rng)
+        batches = make_batches(lengths, opts.batch_size, rng)
         for idx in tqdm(batches, desc=f"{name} epoch {epoch}", unit="batch", leave=False, mininterval=2.0):
-            elmo, words, mask = train.batch(idx, model.cfg.use_elmo)
+            if opts.schedule == "stlr":
+                m = slanted_triangular(step, total_steps, opts.stlr_cut_frac, opts.stlr_ratio)
+                for g, base in zip(opt.param_groups, base_lrs):
+                    g["lr"] = base * m
             y = torch.from_numpy(train.labels[idx])
-            logits = model(elmo, words, mask)
+            logits = model(*model.batch_inputs(train, idx))
             loss = nn.functional.cross_entropy(logits, y)
             opt.zero_grad()
             loss.backward()
-            nn.utils.clip_grad_norm_(params, grad_clip)
+            nn.utils.clip_grad_norm_(params, opts.grad_clip)
             opt.step()
+            step += 1
             total_loss += float(loss.detach()) * len(idx)
             correct += int((logits.argmax(-1) == y).sum())
             seen += len(idx)
         train_s = time.perf_counter() - t0
-        dev_metrics, dev_loss = evaluate(model, dev, labels)
+        metrics, heldout_loss = evaluate(model, heldout, labels)
         row = {"epoch": epoch, "lr": opt.param_groups[0]["lr"], "train_loss": total_loss / seen,
-               "train_acc": correct / seen,
-               "dev_loss": dev_loss, "dev_macro_f1": dev_metrics["macro_f1"], "dev_acc": dev_metrics["accuracy"],
-               "epoch_s": time.perf_counter() - t0, "train_s": train_s}
+               "train_acc": correct / seen, "heldout_loss": heldout_loss, "heldout_macro_f1": metrics["macro_f1"],
+               "heldout_acc": metrics["accuracy"], "epoch_s": time.perf_counter() - t0, "train_s": train_s}
         history.append(row)
-        improved = row["dev_macro_f1"] > best_f1
-        log(f"{name} epoch {epoch}/{max_epochs}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f} | "
-            f"dev loss {dev_loss:.4f} macro-F1 {row['dev_macro_f1']:.4f} acc {row['dev_acc']:.4f} | "
-            f"{row['epoch_s']:.1f}s{' *' if improved else ''}")
+        improved = row["heldout_macro_f1"] > best_f1
+        log(f"{name} epoch {epoch}/{opts.max_epochs}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}"
+            f" | held-out loss {heldout_loss:.4f} macro-F1 {row['heldout_macro_f1']:.4f} acc {row['heldout_acc']:.4f}"
+            f" | {row['epoch_s']:.1f}s{' *' if improved else ''}")
         if on_epoch is not None:
             on_epoch(row)
         if improved:
-            best_f1, best_epoch, best_dev = row["dev_macro_f1"], epoch, dev_metrics
+            best_f1, best_epoch, best_metrics = row["heldout_macro_f1"], epoch, metrics
             best_state = copy.deepcopy(model.state_dict())
             bad_epochs = 0
         else:
             bad_epochs += 1
-            if bad_epochs >= patience:
-                stopped = epoch < max_epochs
+            if bad_epochs >= opts.patience:
+                stopped = epoch < opts.max_epochs
                 break
-            for group in opt.param_groups:
-                group["lr"] *= lr_decay
+            if opts.schedule == "plateau":
+                for group in opt.param_groups:
+                    group["lr"] *= opts.lr_decay
         elapsed = time.perf_counter() - start
-        if max_seconds and epoch < max_epochs and elapsed + row["epoch_s"] > max_seconds:
+        if opts.max_seconds and epoch < opts.max_epochs and elapsed + row["epoch_s"] > opts.max_seconds:
             log(f"{name}: stopping after epoch {epoch}: another epoch would pass the time budget "
-                f"({elapsed:.0f}s used of {max_seconds:.0f}s)")
+                f"({elapsed:.0f}s used of {opts.max_seconds:.0f}s)")
             out_of_time = True
             break
     model.load_state_dict(best_state)
     model.eval()
-    return FitResult(best_epoch=best_epoch, best_dev=best_dev, history=history,
+    return FitResult(best_epoch=best_epoch, best_heldout=best_metrics, history=history,
                      seconds=time.perf_counter() - start, stopped_early=stopped, out_of_time=out_of_time)

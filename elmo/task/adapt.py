@@ -1,0 +1,181 @@
+"""LM fine-tuning of the biLM on the task's own text (ULMFiT §3.2: "target task LM fine-tuning").
+
+    adapted = adapt_bilm(bilm_dir, token_lists, out_dir, AdaptOptions(...))
+
+The biLM keeps training as a language model, both directions, on the task's train texts (and, if
+asked, the unlabeled dev texts: never a label), for at most ``max_steps`` steps or
+``max_minutes``, with a slanted triangular schedule. Words outside the biLM's vocabulary keep their
+characters on the input side (the char-CNN reads them) and are ``<unk>`` targets, as in
+pretraining. Its output is a biLM directory like ``models/bilm``; ``meta.adapt`` in its
+config.json records the key it was made for (sha256 of the source biLM's files, the texts and the
+options), so a rerun with the same biLM, texts and options reuses it instead of training again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from elmo.embed.cache import model_fingerprint, tokens_fingerprint
+from elmo.task.schedule import slanted_triangular
+
+FORMAT = "elmo-ko/adapted-bilm-v1"
+
+
+@dataclass(frozen=True)
+class AdaptOptions:
+    max_steps: int = 400
+    max_minutes: float = 4.0
+    batch_tokens: int = 2048  # padded positions per step
+    lr: float = 1e-3  # peak of the slanted triangular schedule
+    cut_frac: float = 0.1
+    ratio: float = 32.0
+    grad_clip: float = 5.0
+    heldout_sentences: int = 500  # perplexity before/after on this many texts not trained on
+    seed: int = 0
+
+
+@dataclass
+class AdaptResult:
+    path: Path
+    reused: bool
+    key: str
+    info: dict
+
+
+def adapt_key(bilm_dir: Path, token_lists: list[list[str]], opts: AdaptOptions) -> str:
+    h = hashlib.sha256()
+    for part in (FORMAT, model_fingerprint(bilm_dir), tokens_fingerprint(token_lists),
+                 json.dumps(asdict(opts), sort_keys=True)):
+        h.update(part.encode() + b"\n")
+    return h.hexdigest()[:24]
+
+
+def _batches(lengths: np.ndarray, batch_tokens: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Shuffled batches of similar length, each at most ``batch_tokens`` padded positions (<bos>/<eos> counted)."""
+    order = rng.permutation(len(lengths))
+    chunk = 4096
+    order = np.concatenate([c[np.argsort(lengths[c], kind="stable")] for c in
+                            (order[i:i + chunk] for i in range(0, len(order), chunk))])
+    batches, cur, width = [], [], 0
+    for i in order:
+        w = int(lengths[i]) + 2
+        if cur and max(width, w) * (len(cur) + 1) > batch_tokens:
+            batches.append(np.array(cur))
+            cur, width = [], 0
+        cur.append(i)
+        width = max(width, w)
+    if cur:
+        batches.append(np.array(cur))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+@torch.no_grad()
+def perplexity(bilm, vocab, token_lists: list[list[str]], batch_tokens: int = 4096) -> float:
+    """Exact perplexity of both directions (mean NLL over all targets) on ``token_lists``."""
+    was_training = bilm.training
+    bilm.eval()
+    nll, n = 0.0, 0
+    lengths = np.array([len(t) for t in token_lists])
+    for idx in _batches(lengths, batch_tokens, np.random.default_rng(0)):
+        b = vocab.encode_batch([token_lists[i] for i in idx])
+        out = bilm(b.chars, b.mask)
+        loss = bilm.loss(out, b.fwd_targets, b.bwd_targets, exact=True)
+        nll += float(loss.nll_fwd + loss.nll_bwd)
+        n += loss.n_fwd + loss.n_bwd
+    bilm.train(was_training)
+    return math.exp(nll / max(n, 1))
+
+
+def adapt_bilm(bilm_dir: str | Path, token_lists: list[list[str]], out_dir: str | Path, opts: AdaptOptions,
+               log: Callable[[str], None] = print) -> AdaptResult:
+    """The biLM of ``bilm_dir`` adapted on ``token_lists``, saved to ``out_dir`` (reused when its key matches)."""
+    from tqdm.auto import tqdm
+
+    from elmo.model import BiLM, vocab_dir
+    from elmo.model.files import read_config
+    from elmo.vocab import Vocabulary
+
+    bilm_dir, out_dir = Path(bilm_dir), Path(out_dir)
+    token_lists = [t for t in token_lists if t]
+    if not token_lists:
+        raise ValueError("adapting the biLM needs at least one non-empty text")
+    key = adapt_key(bilm_dir, token_lists, opts)
+    if (out_dir / "config.json").is_file():
+        meta = read_config(out_dir).get("meta", {}).get("adapt", {})
+        if meta.get("key") == key:
+            log(f"adapted biLM: reusing {out_dir} (same biLM, texts and options)")
+            return AdaptResult(out_dir, True, key, meta)
+    vdir = vocab_dir(bilm_dir)
+    if vdir is None:
+        raise FileNotFoundError(f"{bilm_dir}: the biLM was saved without its vocabulary (vocab/)")
+    vocab = Vocabulary.load(vdir)
+    bilm = BiLM.load(bilm_dir)
+    rng = np.random.default_rng(opts.seed)
+    order = rng.permutation(len(token_lists))
+    n_held = min(opts.heldout_sentences, len(token_lists) // 10)
+    held = [token_lists[i] for i in order[:n_held]]
+    train = [token_lists[i] for i in order[n_held:]]
+    ppl_before = perplexity(bilm, vocab, held) if held else float("nan")
+    torch.manual_seed(opts.seed)
+    bilm.train()
+    params = [p for p in bilm.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=opts.lr)
+    lengths = np.array([len(t) for t in train])
+    t0, step, tokens, losses = time.perf_counter(), 0, 0, []
+    deadline = t0 + opts.max_minutes * 60 if opts.max_minutes else math.inf
+    with tqdm(total=opts.max_steps, desc="adapt biLM", unit="step", mininterval=2.0) as bar:
+        while step < opts.max_steps and time.perf_counter() < deadline:
+            for idx in _batches(lengths, opts.batch_tokens, rng):
+                if step >= opts.max_steps or time.perf_counter() >= deadline:
+                    break
+                for g in opt.param_groups:
+                    g["lr"] = opts.lr * slanted_triangular(step, opts.max_steps, opts.cut_frac, opts.ratio)
+                b = vocab.encode_batch([train[i] for i in idx])
+                loss = bilm.loss(bilm(b.chars, b.mask), b.fwd_targets, b.bwd_targets)
+                opt.zero_grad()
+                loss.loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, opts.grad_clip)
+                opt.step()
+                losses.append(float(loss.loss.detach()))
+                tokens += loss.n_fwd
+                step += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+    seconds = time.perf_counter() - t0
+    ppl_after = perplexity(bilm, vocab, held) if held else float("nan")
+    info = {"key": key, "format": FORMAT, "source_fingerprint": model_fingerprint(bilm_dir),
+            "source": read_config(bilm_dir).get("meta", {}), "texts": len(token_lists), "heldout_texts": n_held,
+            "steps": step, "tokens": tokens, "seconds": round(seconds, 2),
+            "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else None,
+            "heldout_ppl_before": round(ppl_before, 4), "heldout_ppl_after": round(ppl_after, 4),
+            "options": asdict(opts)}
+    log(f"adapted biLM: {step} steps, {tokens:,} tokens in {seconds:.0f}s ({info['tokens_per_s']} tokens/s); "
+        f"held-out task-text perplexity {ppl_before:.1f} -> {ppl_after:.1f}")
+    bilm.eval()
+    bilm.save(out_dir, vocab_dir=vdir, meta={"adapt": info})
+    return AdaptResult(out_dir, False, key, info)
+
+
+def random_bilm(bilm_dir: str | Path, cache_dir: str | Path, seed: int) -> Path:
+    """The control: a biLM of ``bilm_dir``'s shape and vocabulary with untrained (seeded) weights, saved once."""
+    from elmo.model import BiLM, vocab_dir
+    from elmo.model.files import read_config
+
+    bilm_dir = Path(bilm_dir)
+    cfg = read_config(bilm_dir)["config"]
+    key = hashlib.sha256(f"random-bilm\n{json.dumps(cfg.to_dict(), sort_keys=True)}\n{seed}\n"
+                         f"{model_fingerprint(vocab_dir(bilm_dir))}".encode()).hexdigest()[:24]
+    out = Path(cache_dir) / key
+    if not (out / "config.json").is_file():
+        torch.manual_seed(seed)
+        BiLM(cfg).eval().save(out, vocab_dir=vocab_dir(bilm_dir), meta={"random_control": True, "seed": seed})
+    return out
