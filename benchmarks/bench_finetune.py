@@ -1,12 +1,16 @@
-"""Finetune seconds per epoch with and without the cached biLM outputs, side by side.
+"""Finetune seconds per epoch for each biLM mode, side by side, and adapt's tokens/s.
 
     .venv/bin/python benchmarks/bench_finetune.py [--model models/bilm] [--texts 3000] [--threads 2]
 
 The task model is ``finetune.model`` of params.yaml. "cached": the biLM's layers are read from the
-layer cache (elmo/embed/cache.py, fp16 memory-map), as the finetune stage does; "no cache": every
-batch runs the frozen biLM forward first (what each epoch would cost without the cache). One
-training epoch over ``--texts`` YNAT train headlines; per-epoch figures for the full 36,547 are
-extrapolated linearly. Also the no-ELMo variant (word embedding only) as the floor.
+layer cache (elmo/embed/cache.py, fp16 memory-map), as the finetune stage does for the frozen and
+adapted modes (an adapted biLM is a biLM of the same shape: same cost); "no cache": every batch runs
+the frozen biLM forward first (what each epoch would cost without the cache); "unfrozen, head only"
+is the first epoch of gradual unfreezing (biLM forward without gradients); "unfrozen, all groups"
+every later epoch once all groups train (biLM forward and backward). One training epoch over
+``--texts`` YNAT train headlines; per-epoch figures for the full 36,547 are extrapolated linearly.
+Also the no-ELMo variant (word embedding only) as the floor, and LM adaptation (elmo/task/adapt.py)
+in tokens/s for ``--adapt-steps`` steps.
 """
 
 from __future__ import annotations
@@ -61,8 +65,8 @@ def epoch_seconds(model, data, batch_size: int) -> float:
     t0 = time.perf_counter()
     model.train()
     for idx in make_batches([len(w) for w in data.words], batch_size, np.random.default_rng(0)):
-        elmo, words, mask = data.batch(idx, model.cfg.use_elmo)
-        loss = torch.nn.functional.cross_entropy(model(elmo, words, mask), torch.from_numpy(data.labels[idx]))
+        loss = torch.nn.functional.cross_entropy(model(*model.batch_inputs(data, idx)),
+                                                 torch.from_numpy(data.labels[idx]))
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -74,6 +78,7 @@ def main() -> None:
     ap.add_argument("--model", default=str(REPO / "models/bilm"))
     ap.add_argument("--texts", type=int, default=3000)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--adapt-steps", type=int, default=30)
     args = ap.parse_args()
 
     from elmo.embed.cache import cached_layers
@@ -113,11 +118,38 @@ def main() -> None:
             s = epoch_seconds(TaskModel(cfg), TaskData(ids, y, layers), p.train.batch_size)
             rows.append(s)
             print(f"| finetune.model | {name} | {s:.1f} | {s * scale:.0f} | {s / rows[0]:.2f}x |")
+        from elmo.model import BiLM, vocab_dir
+        from elmo.task.model import BiLMTaskModel
+        from elmo.task.schedule import bilm_layer_groups, set_trainable
+        from elmo.vocab import Vocabulary
+
+        for name, train_bilm in (("unfrozen, head only (epoch 1)", False), ("unfrozen, all groups", True)):
+            torch.manual_seed(0)
+            cfg = TaskConfig(n_classes=len(labels), vocab_size=len(words), elmo_layers=elmo.n_layers,
+                             elmo_dim=elmo.dim, **{k: v for k, v in p.model.model_dump().items() if k != "word_min_count"})
+            model = BiLMTaskModel(TaskModel(cfg), BiLM.load(args.model), Vocabulary.load(vocab_dir(args.model)))
+            groups = bilm_layer_groups(model.bilm)
+            set_trainable(groups, [train_bilm] * len(groups))
+            for q in model.bilm.softmax.parameters():
+                q.requires_grad_(False)
+            s = epoch_seconds(model, TaskData(ids, y, None, tokens=tokens), p.train.batch_size)
+            print(f"| finetune.model | {name} | {s:.1f} | {s * scale:.0f} | {s / rows[0]:.2f}x |")
         mp = variant_params(p.model, "no_elmo")
         cfg = TaskConfig(n_classes=len(labels), vocab_size=len(words), elmo_layers=0, elmo_dim=0,
                          **{k: v for k, v in mp.model_dump().items() if k != "word_min_count"})
         s = epoch_seconds(TaskModel(cfg), TaskData(ids, y, None), p.train.batch_size)
         print(f"| no_elmo (word embedding only) | - | {s:.1f} | {s * scale:.0f} | {s / rows[0]:.2f}x |")
+
+        from elmo.task.adapt import AdaptOptions, adapt_bilm
+
+        a = p.adapt
+        opts = AdaptOptions(max_steps=args.adapt_steps, max_minutes=0, batch_tokens=a.batch_tokens, lr=a.lr,
+                            heldout_sentences=0, extend_chars_min_count=a.extend_chars_min_count)
+        res = adapt_bilm(args.model, tokens, Path(tmp) / "adapted", opts, log=lambda m: None)
+        print(f"adapt (LM finetuning on the task text): {res.info['steps']} steps of {a.batch_tokens} padded "
+              f"positions, {res.info['tokens']:,} tokens in {res.info['seconds']:.1f}s: "
+              f"{res.info['tokens_per_s']:,.0f} tokens/s; finetune.adapt.max_steps={a.max_steps} would take "
+              f"{a.max_steps * res.info['seconds'] / max(res.info['steps'], 1):.0f}s")
 
 
 if __name__ == "__main__":

@@ -101,6 +101,9 @@ class AdaptParams(Section):
     ratio: float = Field(32.0, ge=1)
     grad_clip: float = Field(5.0, gt=0)
     heldout_sentences: int = Field(500, ge=0)  # task-text perplexity before/after on texts not trained on
+    # characters of the task's texts missing from the biLM's character vocabulary (Hanja such as 北 美 中
+    # in headlines) seen this often become new character ids, learnt while adapting (0 = keep the vocabulary)
+    extend_chars_min_count: int = Field(2, ge=0)
 
 
 class UnfreezeParams(Section):
@@ -112,6 +115,7 @@ class UnfreezeParams(Section):
     gradual: bool = True  # one more biLM group (from the top) unfreezes each epoch
     max_epochs: int = Field(5, ge=1)
     patience: int = Field(5, ge=1)
+    max_minutes: float = Field(10.0, ge=0)  # per model (replaces train.max_minutes; 0 = no limit)
     cut_frac: float = Field(0.1, gt=0, lt=1)
     ratio: float = Field(32.0, ge=1)
 
@@ -120,6 +124,20 @@ class BiLMModeParams(Section):
     # frozen: cached layers of the pretrained biLM | adapted: of the biLM adapted on the task text |
     # unfrozen: the pretrained biLM trains inside the classifier | adapted_unfrozen: both
     mode: Literal["frozen", "adapted", "unfrozen", "adapted_unfrozen"] = "frozen"
+
+
+class EnsembleParams(Section):
+    """The main model as ELMo classifier x TF-IDF (elmo/task/ensemble.py); chosen on the held-out slice."""
+
+    with_tfidf: bool = True  # false: the main model is the ELMo classifier alone
+    weights: list[float] = Field(default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
+                                 min_length=1)  # candidate weights of the ELMo half
+
+    @model_validator(mode="after")
+    def _in_range(self):
+        if any(not 0 <= w <= 1 for w in self.weights):
+            raise ValueError("weights must lie in [0, 1]")
+        return self
 
 
 class TfidfParams(Section):
@@ -156,6 +174,7 @@ class FinetuneParams(Section):
     unfreeze: UnfreezeParams = UnfreezeParams()
     model: TaskModelParams = TaskModelParams()
     train: TrainParams = TrainParams()
+    ensemble: EnsembleParams = EnsembleParams()
     tfidf: TfidfParams = TfidfParams()
     compare: list[Literal["tfidf_lr", "no_elmo", "random_bilm", "elmo_no_gamma", "elmo", "elmo_in_out", "adapted",
                           "unfrozen", "adapted_unfrozen"]] = Field(default_factory=lambda: list(COMPARISONS))

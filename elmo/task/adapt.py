@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -40,6 +41,10 @@ class AdaptOptions:
     ratio: float = 32.0
     grad_clip: float = 5.0
     heldout_sentences: int = 500  # perplexity before/after on this many texts not trained on
+    # Characters of the task's texts that the biLM's character vocabulary lacks (e.g. Hanja such as
+    # 北 美 中 in news headlines, rare in petitions) and that occur at least this often are added as new
+    # character ids, their embeddings starting at <unk>'s, and learnt while adapting. 0 = keep the vocabulary.
+    extend_chars_min_count: int = 2
     seed: int = 0
 
 
@@ -57,6 +62,40 @@ def adapt_key(bilm_dir: Path, token_lists: list[list[str]], opts: AdaptOptions) 
                  json.dumps(asdict(opts), sort_keys=True)):
         h.update(part.encode() + b"\n")
     return h.hexdigest()[:24]
+
+
+def extend_chars(vocab, token_lists: list[list[str]], min_count: int):
+    """``vocab`` with the task's missing characters (seen >= ``min_count`` times) appended; and those characters."""
+    from collections import Counter
+
+    from elmo.vocab.chars import UNK, CharVocab, token_units
+    from elmo.vocab.vocabulary import Vocabulary
+
+    chars = vocab.chars
+    if min_count < 1 or chars.unit == "bytes":  # every byte is already a unit
+        return vocab, []
+    counts = Counter(u for toks in token_lists for t in toks for u in token_units(t, chars.unit))
+    new = sorted((u for u, c in counts.items() if c >= min_count and chars.index.get(u, UNK) == UNK),
+                 key=lambda u: (-counts[u], u))
+    if not new:
+        return vocab, []
+    ext = CharVocab(chars.unit, [*chars.symbols, *new], chars.max_chars_per_token, chars.min_count)
+    return Vocabulary(vocab.words, ext, vocab.tokenizer_config), new
+
+
+def with_char_rows(bilm, n_chars: int):
+    """A copy of ``bilm`` whose char embedding has ``n_chars`` rows; the added ones start as <unk>'s."""
+    from elmo.model import BiLM
+    from elmo.vocab.chars import UNK
+
+    old = bilm.token_encoder.embed.weight.detach()
+    grown = BiLM(bilm.config.replace(n_chars=n_chars))
+    state = bilm.state_dict()
+    emb = old[UNK].expand(n_chars, -1).clone()
+    emb[: old.shape[0]] = old
+    state["token_encoder.embed.weight"] = emb
+    grown.load_state_dict(state)
+    return grown
 
 
 def _batches(lengths: np.ndarray, batch_tokens: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -117,8 +156,12 @@ def adapt_bilm(bilm_dir: str | Path, token_lists: list[list[str]], out_dir: str 
     vdir = vocab_dir(bilm_dir)
     if vdir is None:
         raise FileNotFoundError(f"{bilm_dir}: the biLM was saved without its vocabulary (vocab/)")
-    vocab = Vocabulary.load(vdir)
+    vocab, added = extend_chars(Vocabulary.load(vdir), token_lists, opts.extend_chars_min_count)
     bilm = BiLM.load(bilm_dir)
+    if added:
+        bilm = with_char_rows(bilm, vocab.char_size)
+        log(f"adapt: {len(added)} characters of the task's texts added to the character vocabulary "
+            f"(most frequent: {' '.join(added[:20])})")
     rng = np.random.default_rng(opts.seed)
     order = rng.permutation(len(token_lists))
     n_held = min(opts.heldout_sentences, len(token_lists) // 10)
@@ -157,11 +200,13 @@ def adapt_bilm(bilm_dir: str | Path, token_lists: list[list[str]], out_dir: str 
             "steps": step, "tokens": tokens, "seconds": round(seconds, 2),
             "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else None,
             "heldout_ppl_before": round(ppl_before, 4), "heldout_ppl_after": round(ppl_after, 4),
-            "options": asdict(opts)}
+            "chars_added": added, "options": asdict(opts)}
     log(f"adapted biLM: {step} steps, {tokens:,} tokens in {seconds:.0f}s ({info['tokens_per_s']} tokens/s); "
         f"held-out task-text perplexity {ppl_before:.1f} -> {ppl_after:.1f}")
     bilm.eval()
-    bilm.save(out_dir, vocab_dir=vdir, meta={"adapt": info})
+    with tempfile.TemporaryDirectory() as tmp:
+        vocab_out = vocab.save(Path(tmp) / "vocab") if added else vdir
+        bilm.save(out_dir, vocab_dir=vocab_out, meta={"adapt": info})
     return AdaptResult(out_dir, False, key, info)
 
 

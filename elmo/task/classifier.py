@@ -34,9 +34,11 @@ FORMAT_VERSION = 1
 
 def save_classifier(directory: str | Path, *, model, labels: list[str], words: TaskWords,
                     tokenizer_config: dict, max_tokens: int, bilm_dir: str | Path | None,
-                    meta: dict | None = None) -> Path:
+                    tfidf=None, ensemble: dict | None = None, meta: dict | None = None) -> Path:
     """Write the classifier. ``model`` is a :class:`TaskModel` (its frozen biLM copied from ``bilm_dir``)
-    or a :class:`BiLMTaskModel` (its biLM saved as trained, with ``bilm_dir``'s vocabulary)."""
+    or a :class:`BiLMTaskModel` (its biLM saved as trained, with ``bilm_dir``'s vocabulary). With
+    ``tfidf`` (a :class:`~elmo.task.baseline.TfidfModel`) and ``ensemble`` (an
+    :class:`~elmo.task.ensemble.Ensemble` as a dict) the classifier is their product (``tfidf/``)."""
     from safetensors.torch import save_file
 
     from elmo.model import vocab_dir
@@ -46,8 +48,10 @@ def save_classifier(directory: str | Path, *, model, labels: list[str], words: T
     head = model.head if isinstance(model, BiLMTaskModel) else model
     if head.cfg.use_elmo and bilm_dir is None:
         raise ValueError("a model that uses ELMo is saved with its biLM (bilm_dir)")
+    if (tfidf is None) != (ensemble is None):
+        raise ValueError("an ensemble classifier needs both the TF-IDF model and the ensemble's weights")
     doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "labels": labels, "task": head.cfg.to_dict(),
-           "max_tokens": max_tokens, "meta": meta or {}}
+           "max_tokens": max_tokens, "ensemble": ensemble, "meta": meta or {}}
     state = {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}
     with atomic_path(directory) as tmp:
         tmp.mkdir()
@@ -61,12 +65,15 @@ def save_classifier(directory: str | Path, *, model, labels: list[str], words: T
             model.bilm.save(tmp / "bilm", vocab_dir=vocab_dir(bilm_dir), meta={"finetuned_in_classifier": True})
         elif head.cfg.use_elmo:
             shutil.copytree(bilm_dir, tmp / "bilm")
+        if tfidf is not None:
+            (tmp / "tfidf").mkdir()
+            tfidf.save(tmp / "tfidf")
     return directory
 
 
 class Classifier:
     def __init__(self, model: TaskModel, labels: list[str], words: TaskWords, tokenizer, elmo=None,
-                 max_tokens: int = 64) -> None:
+                 max_tokens: int = 64, tfidf=None, ensemble=None) -> None:
         if model.cfg.use_elmo and elmo is None:
             raise ValueError("this model uses ELMo: pass the Elmo it was trained with")
         self.model = model.eval()
@@ -75,6 +82,7 @@ class Classifier:
         self.tokenizer = tokenizer
         self.elmo = elmo
         self.max_tokens = max_tokens
+        self.tfidf, self.ensemble = tfidf, ensemble  # the TF-IDF half and its Ensemble, or None
 
     @classmethod
     def load(cls, directory: str | Path) -> Classifier:
@@ -102,8 +110,16 @@ class Classifier:
                              f"(missing: {', '.join(missing) or '-'}; unexpected: {', '.join(unexpected) or '-'})")
         tokenizer = Tokenizer.from_config(json.loads((directory / "tokenizer.json").read_text(encoding="utf-8")))
         elmo = Elmo.load(directory / "bilm", tokenizer=tokenizer) if model.cfg.use_elmo else None
+        tfidf = ensemble = None
+        if doc.get("ensemble"):
+            from elmo.task.baseline import TfidfModel
+            from elmo.task.ensemble import Ensemble
+
+            tfidf, ensemble = TfidfModel.load(directory / "tfidf"), Ensemble(**doc["ensemble"])
+            if tfidf.labels != list(doc["labels"]):
+                raise ValueError(f"{directory / 'tfidf'}: its labels differ from config.json's")
         return cls(model, list(doc["labels"]), TaskWords.load(directory / "words.txt"), tokenizer, elmo,
-                   int(doc["max_tokens"]))
+                   int(doc["max_tokens"]), tfidf, ensemble)
 
     def tokens(self, texts: Sequence[str]) -> list[list[str]]:
         out = []
@@ -130,7 +146,10 @@ class Classifier:
         if self.model.cfg.use_elmo:
             layers = _MemoryLayers(self.elmo, tokens)
         data = TaskData([self.words.ids(t) for t in tokens], np.zeros(len(tokens), dtype=np.int64), layers)
-        return predict_proba(self.model, data)
+        probs = predict_proba(self.model, data)
+        if self.ensemble is not None:
+            probs = self.ensemble.combine(probs, self.tfidf.predict_proba([normalize_text(t) for t in texts]))
+        return probs
 
     def predict(self, texts: Sequence[str]) -> list[dict[str, Any]]:
         probs = self.predict_proba(texts)

@@ -66,6 +66,7 @@ class Experiment:
         self.caches: dict[tuple[str, str], Any] = {}
         self.cache_seconds = 0.0
         self.adapted: Any = None  # AdaptResult, once adapted
+        self._tfidf: dict[str, Any] | None = None
         self.trained: dict[str, Trained] = {}
         log(f"model selection on a held-out slice of train: {len(self.fit_recs)} fit / {len(self.held_recs)} "
             f"held-out texts (heldout_fraction {self.f.heldout_fraction}); dev ({len(dev_recs)}) is reported once")
@@ -93,7 +94,8 @@ class Experiment:
             texts = self.train_tok + (self.splits["dev"] if a.use_dev_texts else [])
             opts = AdaptOptions(max_steps=a.max_steps, max_minutes=a.max_minutes, batch_tokens=a.batch_tokens,
                                 lr=a.lr, cut_frac=a.cut_frac, ratio=a.ratio, grad_clip=a.grad_clip,
-                                heldout_sentences=a.heldout_sentences, seed=self.p.seed)
+                                heldout_sentences=a.heldout_sentences,
+                                extend_chars_min_count=a.extend_chars_min_count, seed=self.p.seed)
             self.adapted = adapt_bilm(self.bilm_dir, texts, self.root / a.out_dir, opts, log=self.log)
         return self.adapted
 
@@ -156,7 +158,8 @@ class Experiment:
             model = BiLMTaskModel(model, BiLM.load(bilm_dir), Vocabulary.load(vocab_dir(bilm_dir)))
             unfreeze = UnfreezePlan(n_groups=len(bilm_layer_groups(model.bilm)), lr=u.lr, factor=u.factor,
                                     bilm_lr_scale=u.bilm_lr_scale, gradual=u.gradual)
-            options.update(lr=u.lr, max_epochs=u.max_epochs, patience=u.patience, schedule="stlr",
+            options.update(lr=u.lr, max_epochs=u.max_epochs, patience=u.patience, max_seconds=u.max_minutes * 60,
+                           schedule="stlr",
                            stlr_cut_frac=u.cut_frac, stlr_ratio=u.ratio)
         prefix = "" if name == MAIN else f"compare.{name}."
 
@@ -173,15 +176,38 @@ class Experiment:
                  f" -> dev macro-F1 {dev['macro_f1']:.4f} ({result.seconds:.0f}s)")
         return Trained(model, result, dev, bilm_dir)
 
-    def baseline(self) -> dict[str, Any]:
+    def tfidf(self) -> dict[str, Any]:
+        """TF-IDF + logistic regression on the fit split: the baseline row and the ensemble's sparse half (once)."""
         from elmo.task.baseline import tfidf_lr
 
-        self.log("training tfidf_lr (TF-IDF + logistic regression)")
-        m = tfidf_lr([r.text for r in self.fit_recs], [r.label for r in self.fit_recs],
-                     [r.text for r in self.dev_recs], [r.label for r in self.dev_recs], self.labels, self.f.tfidf,
-                     seed=self.p.seed)
-        self.log(f"tfidf_lr: dev macro-F1 {m['macro_f1']:.4f} ({m['seconds']:.0f}s, {m['features']:,} features)")
-        return m
+        if self._tfidf is None:
+            self.log("training tfidf_lr (TF-IDF + logistic regression)")
+            m = tfidf_lr([r.text for r in self.fit_recs], [r.label for r in self.fit_recs],
+                         [r.text for r in self.dev_recs], [r.label for r in self.dev_recs], self.labels,
+                         self.f.tfidf, seed=self.p.seed)
+            self.log(f"tfidf_lr: dev macro-F1 {m['macro_f1']:.4f} ({m['seconds']:.0f}s, {m['features']:,} features)")
+            self._tfidf = m
+        return self._tfidf
+
+    def ensemble(self, main: Trained) -> dict[str, Any]:
+        """The main model x TF-IDF: temperatures and weight on the held-out slice, then dev once."""
+        from elmo.task.ensemble import select_ensemble
+        from elmo.task.metrics import classification_metrics
+        from elmo.task.train import predict_proba
+
+        tfidf = self.tfidf()["model"]
+        mode = self.f.bilm.mode if main.model.cfg.use_elmo else None
+        held = predict_proba(main.model, self.data("heldout", mode, main.bilm_dir))
+        ens, scores = select_ensemble(held, tfidf.predict_proba([r.text for r in self.held_recs]), self.y["heldout"],
+                                      self.labels, self.f.ensemble.weights)
+        dev_p = ens.combine(predict_proba(main.model, self.data("dev", mode, main.bilm_dir)),
+                            tfidf.predict_proba([r.text for r in self.dev_recs]))
+        dev = classification_metrics([self.labels[i] for i in self.y["dev"]],
+                                     [self.labels[i] for i in dev_p.argmax(axis=1)], self.labels)
+        held_f1 = max(s["heldout_macro_f1"] for s in scores)
+        self.log(f"ensemble with tfidf_lr: weight {ens.weight} (temperatures {ens.t_elmo:.2f} / {ens.t_tfidf:.2f}), "
+                 f"held-out macro-F1 {held_f1:.4f} -> dev macro-F1 {dev['macro_f1']:.4f}")
+        return {"ensemble": ens, "tfidf": tfidf, "dev": dev, "heldout_macro_f1": held_f1, "weights": scores}
 
     def row(self, name: str, description: str, t: Trained, is_main: bool) -> dict[str, Any]:
         return {"name": name, "description": description, "macro_f1": t.dev["macro_f1"],
@@ -193,10 +219,11 @@ class Experiment:
     def run_all(self) -> dict[str, Any]:
         main_mode = self.f.bilm.mode
         main = self.trained[MAIN] = self.train(MAIN, self.f.model, main_mode)
+        ens = self.ensemble(main) if self.f.ensemble.with_tfidf else None
         rows = []
         for name in self.f.compare:
             if name == BASELINE:
-                m = self.baseline()
+                m = self.tfidf()
                 rows.append({"name": name, "description": BASELINE_DESCRIPTION, "macro_f1": m["macro_f1"],
                              "accuracy": m["accuracy"], "heldout_macro_f1": None, "best_epoch": None,
                              "seconds": m["seconds"]})
@@ -204,11 +231,18 @@ class Experiment:
             mp, mode = variant_params(self.f.model, name), variant_mode(name)
             same = mp == self.f.model and (mode == main_mode or not mp.use_elmo)
             t = main if same else self.train(name, mp, mode)  # same config, seed and data: the same model
-            rows.append(self.row(name, VARIANTS[name][0], t, same))
-        if not any(r.get("is_main") for r in rows):  # the main model is none of the named variants
+            rows.append(self.row(name, VARIANTS[name][0], t, same and ens is None))
+        if ens is not None:
+            row = self.row(MAIN, f"the main model ({self.f.out_dir}): ELMo classifier (biLM {main_mode}) x tfidf_lr, "
+                                 f"calibrated, weight {ens['ensemble'].weight} chosen on held-out", main, True)
+            row.update(macro_f1=ens["dev"]["macro_f1"], accuracy=ens["dev"]["accuracy"],
+                       heldout_macro_f1=ens["heldout_macro_f1"], seconds=main.fit.seconds + self.tfidf()["seconds"])
+            rows.append(row)
+        elif not any(r.get("is_main") for r in rows):  # the main model is none of the named variants
             rows.append(self.row(MAIN, f"finetune.model as configured, biLM {main_mode} ({self.f.out_dir})",
                                  main, True))
-        return {"main": main, "comparison": rows}
+        return {"main": main, "main_dev": ens["dev"] if ens is not None else main.dev, "ensemble": ens,
+                "comparison": rows}
 
     # ------------------------------------------------------------------ outputs
     def write_outputs(self, result: dict[str, Any], run) -> None:
@@ -219,13 +253,15 @@ class Experiment:
 
         f, root = self.f, self.root
         trained: Trained = result["main"]
-        main, dev = trained.fit, trained.dev
+        main, dev, ens = trained.fit, result["main_dev"], result["ensemble"]
         save_classifier(root / f.out_dir, model=trained.model, labels=self.labels, words=self.words,
                         tokenizer_config=self.tokenizer.config(), max_tokens=f.max_tokens,
-                        bilm_dir=trained.bilm_dir,
+                        bilm_dir=trained.bilm_dir, tfidf=ens["tfidf"] if ens else None,
+                        ensemble=ens["ensemble"].to_dict() if ens else None,
                         meta={"task": f.task.name, "mlflow_run_id": run.info.run_id, "bilm_mode": f.bilm.mode,
                               "dev_macro_f1": dev["macro_f1"], "best_epoch": main.best_epoch,
-                              "heldout_macro_f1": main.best_heldout["macro_f1"]})
+                              "heldout_macro_f1": ens["heldout_macro_f1"] if ens else main.best_heldout["macro_f1"],
+                              "elmo_alone_dev_macro_f1": trained.dev["macro_f1"]})
         rows = result["comparison"]
         base = next((r for r in rows if r["name"] == BASELINE), None)
         epochs = len(main.history)
@@ -233,7 +269,11 @@ class Experiment:
             "macro_f1": dev["macro_f1"], "accuracy": dev["accuracy"], "per_class": dev["per_class"],
             "n_dev": dev["n"], "n_train": len(self.y["fit"]) + len(self.y["heldout"]),
             "n_fit": len(self.y["fit"]), "n_heldout": len(self.y["heldout"]), "labels": self.labels,
-            "bilm_mode": f.bilm.mode, "heldout_macro_f1": main.best_heldout["macro_f1"],
+            "bilm_mode": f.bilm.mode,
+            "heldout_macro_f1": ens["heldout_macro_f1"] if ens else main.best_heldout["macro_f1"],
+            "ensemble": {**ens["ensemble"].to_dict(), "weights": ens["weights"]} if ens else None,
+            "elmo_alone": {"macro_f1": trained.dev["macro_f1"], "accuracy": trained.dev["accuracy"],
+                           "heldout_macro_f1": main.best_heldout["macro_f1"]},
             "best_epoch": main.best_epoch, "epochs": epochs, "stopped_early": main.stopped_early,
             "out_of_time": main.out_of_time,
             "train_seconds": main.seconds, "seconds_per_epoch": main.seconds / max(epochs, 1),
@@ -273,8 +313,8 @@ class Experiment:
 
     def report(self, result: dict[str, Any]) -> dict[str, Any]:
         main: Trained = result["main"]
-        return {"out_dir": self.f.out_dir, "bilm_mode": self.f.bilm.mode, "macro_f1": main.dev["macro_f1"],
-                "accuracy": main.dev["accuracy"], "best_epoch": main.fit.best_epoch,
+        return {"out_dir": self.f.out_dir, "bilm_mode": self.f.bilm.mode, "macro_f1": result["main_dev"]["macro_f1"],
+                "accuracy": result["main_dev"]["accuracy"], "best_epoch": main.fit.best_epoch,
                 "comparison": {r["name"]: round(r["macro_f1"], 4) for r in result["comparison"]},
                 "seconds_total": round(result["seconds_total"], 1)}
 
