@@ -175,3 +175,28 @@ def test_adapting_lowers_the_task_text_loss(bilm_dir, dataset, tmp_path) -> None
                      log=lambda s: None)
     after = perplexity(BiLM.load(res.path), vocab, tokens)
     assert after < 0.8 * before
+
+
+def test_adapting_adds_the_task_text_s_missing_characters(bilm_dir, dataset, tmp_path) -> None:
+    from elmo.model import BiLM, vocab_dir
+    from elmo.task.adapt import AdaptOptions, adapt_bilm
+    from elmo.vocab import Vocabulary
+    from elmo.vocab.chars import UNK
+
+    _, _, _, tokens, _ = dataset
+    before = Vocabulary.load(vocab_dir(bilm_dir))
+    assert before.chars.unit_ids("北") == [UNK]
+    texts = tokens + [["北", "미사일", "발사"], ["北", "美", "회담"], ["美", "대선"], ["日", "총리"]]
+    res = adapt_bilm(bilm_dir, texts, tmp_path / "a", AdaptOptions(max_steps=3, max_minutes=0, batch_tokens=128,
+                                                                   heldout_sentences=0, extend_chars_min_count=2),
+                     log=lambda s: None)
+    assert res.info["chars_added"][:2] == ["北", "美"] and "日" not in res.info["chars_added"]  # 日: once only
+    after = Vocabulary.load(vocab_dir(res.path))
+    assert after.chars.unit_ids("北") != [UNK] and after.char_size == before.char_size + len(res.info["chars_added"])
+    assert after.chars.unit_ids("국회") == before.chars.unit_ids("국회")  # existing ids unchanged
+    bilm = BiLM.load(res.path)  # config, weights and vocabulary agree
+    assert bilm.token_encoder.embed.weight.shape[0] == after.char_size
+    kept = adapt_bilm(bilm_dir, texts, tmp_path / "b", AdaptOptions(max_steps=1, max_minutes=0, batch_tokens=128,
+                                                                    heldout_sentences=0, extend_chars_min_count=0),
+                      log=lambda s: None)
+    assert kept.info["chars_added"] == [] and Vocabulary.load(vocab_dir(kept.path)).sha256 == before.sha256
