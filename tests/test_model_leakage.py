@@ -14,7 +14,7 @@ from torch import nn
 
 from elmo.model import BiLM, BiLMOutput
 from elmo.train.synthetic import make_batch, spellings
-from test_model import C, N_CHARS, V, tiny_config
+from test_model import N_CHARS, C, V, tiny_config
 
 
 class LeakyBiLM(BiLM):

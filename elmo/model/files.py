@@ -76,7 +76,8 @@ def read_config(directory: str | Path) -> dict:
         raise ValueError(f"{path}: field format is {doc.get('format') if isinstance(doc, dict) else doc!r}, "
                          f"expected {FORMAT!r}")
     if doc.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: field format_version is {doc.get('format_version')!r}, this code reads {FORMAT_VERSION}")
+        raise ValueError(f"{path}: field format_version is {doc.get('format_version')!r}, "
+                         f"this code reads {FORMAT_VERSION}")
     try:
         doc["config"] = BiLMConfig.from_dict(doc.get("config") or {})
     except (TypeError, ValueError) as err:

@@ -69,13 +69,25 @@ def run(params, root: Path) -> dict:
     from elmo.data.loader import SentenceDataset
     from elmo.tracking import start_run
     from elmo.train.callbacks import MetricSink, StepProgress, TrainingLog
-    from elmo.train.checkpoints import (FinalCheckpoint, checkpoint_callbacks, code_hash, fingerprint,
-                                        is_primary_process, prepare, select_weights)
+    from elmo.train.checkpoints import (
+        FinalCheckpoint,
+        checkpoint_callbacks,
+        code_hash,
+        fingerprint,
+        is_primary_process,
+        prepare,
+        select_weights,
+    )
     from elmo.train.datamodule import PretrainData, valid_batches
     from elmo.train.evaluate import split_perplexity
     from elmo.train.module import BiLMTask
-    from elmo.train.trainer import (build_trainer, processes_per_node, resolve_accelerator, resolve_precision,
-                                    set_threads)
+    from elmo.train.trainer import (
+        build_trainer,
+        processes_per_node,
+        resolve_accelerator,
+        resolve_precision,
+        set_threads,
+    )
     from elmo.vocab import Vocabulary
 
     p = params.pretrain

@@ -126,7 +126,8 @@ def plan_shards(params, root: Path) -> list[dict[str, Any]]:
     chars = df.select(pl.sum_horizontal([pl.col(f).str.len_chars().fill_null(0) for f in p.fields])).to_series()
     cum = np.cumsum(chars.to_numpy())
     n = max(1, math.ceil(int(cum[-1]) / FANOUT_SHARD_CHARS))
-    cuts = [0] + [min(int(np.searchsorted(cum, k * FANOUT_SHARD_CHARS)) + 1, df.height) for k in range(1, n)] + [df.height]
+    cuts = ([0] + [min(int(np.searchsorted(cum, k * FANOUT_SHARD_CHARS)) + 1, df.height) for k in range(1, n)]
+            + [df.height])
     bounds = [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
     return [{"index": i, "of": len(bounds), "start": a, "stop": b} for i, (a, b) in enumerate(bounds)]
 

@@ -126,7 +126,8 @@ class Experiment:
                          "accuracy": fit_res.best_dev["accuracy"], "best_epoch": fit_res.best_epoch,
                          "seconds": fit_res.seconds, "epochs": len(fit_res.history),
                          "out_of_time": fit_res.out_of_time, "is_main": same,
-                         "history": [{"epoch": h["epoch"], "dev_macro_f1": h["dev_macro_f1"]} for h in fit_res.history]})
+                         "history": [{"epoch": h["epoch"], "dev_macro_f1": h["dev_macro_f1"]}
+                                     for h in fit_res.history]})
         if not any(r.get("is_main") for r in rows):  # the main model is none of the named variants
             rows.append({"name": MAIN, "description": "finetune.model as configured (models/ynat)",
                          "macro_f1": main_fit.best_dev["macro_f1"], "accuracy": main_fit.best_dev["accuracy"],

@@ -178,7 +178,8 @@ class _SplitWriter:
             for off in range(0, full, ROW_GROUP_ROWS):
                 # combine_chunks: the writer's bytes depend on the chunking of what it is given, so
                 # every row group is written from one contiguous chunk whatever the shard layout.
-                self.writer.write_table(table.slice(off, ROW_GROUP_ROWS).combine_chunks(), row_group_size=ROW_GROUP_ROWS)
+                self.writer.write_table(table.slice(off, ROW_GROUP_ROWS).combine_chunks(),
+                                        row_group_size=ROW_GROUP_ROWS)
             rest = table.slice(full)
             self.buffer = rest.combine_chunks().to_batches() if rest.num_rows else []
             self.buffered = rest.num_rows
