@@ -35,7 +35,7 @@ class CrawlParams(Section):
     @field_validator("source")
     @classmethod
     def _source_scheme(cls, value: str) -> str:
-        from elmo.crawl.source import source_kind
+        from elmo.sources import source_kind
 
         source_kind(value)  # raises ValueError for anything but http(s) or a local path
         return value
