@@ -28,6 +28,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))  # helpers.synthetic: the tests' synthetic batches
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -35,8 +36,8 @@ from torch import nn  # noqa: E402
 
 from elmo.model import BiLM, BiLMConfig  # noqa: E402
 from elmo.model.char_cnn import CharCNN  # noqa: E402
-from elmo.model.flops import flops_per_token  # noqa: E402
 from elmo.params import load_params  # noqa: E402
+from flops import flops_per_token  # noqa: E402  (benchmarks/flops.py)
 
 
 # ---------------------------------------------------------------------------- the naive reference
@@ -116,7 +117,7 @@ def real_batches(vocab_dir: Path, arrays_dir: Path, batch_tokens: int, n: int):
 
 
 def synthetic_batches(batch_tokens: int, n: int):
-    from elmo.train.synthetic import make_batch, random_corpus, spellings
+    from helpers.synthetic import make_batch, random_corpus, spellings
 
     V, NC, C = 35_000, 1_200, 20
     table = spellings(V, NC, C, seed=0)

@@ -174,3 +174,38 @@ def test_not_followed_imports_are_still_there() -> None:
         found = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
         found |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         assert module in found, f"NOT_FOLLOWED: {path} no longer imports {module}; remove the entry"
+
+
+def test_pretrain_checkpoint_code_hash_matches_its_deps(dvc_stages: dict) -> None:
+    """The checkpoint fingerprint's code hash (elmo.train.checkpoints.code_files) covers every
+    training-code file pretrain imports, and every hashed file is a pretrain dep: a code change
+    that discards the resume checkpoints also reruns the stage, and no test helper is hashed."""
+    from elmo.train.checkpoints import CODE_DIRS, code_files
+
+    hashed = {f.relative_to(REPO).as_posix() for f in code_files()}
+    closure = import_closure(REPO / "elmo" / "stages" / "pretrain.py")
+    training_code = {f for f in closure if f.split("/")[1] in CODE_DIRS}
+    assert training_code and training_code <= hashed
+    deps = code_deps(dvc_stages["pretrain"])
+    assert all(covered(f, deps) for f in hashed)
+    assert not any("synthetic" in f or "flops" in f for f in hashed)  # tests/helpers, benchmarks/
+
+
+# Modules that are loaded by name rather than imported, each with where the name is.
+LOADED_BY_NAME = {
+    "elmo/registry/pyfunc_entry.py": "MLflow loads it by path (elmo/registry/pyfunc.py, python_model=)",
+    "elmo/registry/embedder.py": "the biLM's serving loader, named in params (register.models.bilm.loader)",
+}
+
+
+def test_no_test_helper_inside_the_package() -> None:
+    """Every module of elmo/ and flows/ is run by an entry point (the CLI, a stage, the flows'
+    CLI) or loaded by name; test and benchmark helpers live in tests/helpers/ and benchmarks/."""
+    from elmo.stages import STAGES
+
+    entry = [REPO / "elmo" / "cli.py", REPO / "flows" / "__main__.py"]
+    entry += [REPO / "elmo" / "stages" / f"{s}.py" for s in STAGES]
+    entry += [REPO / f for f in LOADED_BY_NAME]
+    reached = set().union(*(import_closure(f) for f in entry))
+    every = {f.relative_to(REPO).as_posix() for p in PACKAGES for f in (REPO / p).rglob("*.py")}
+    assert sorted(every - reached) == [], "modules no entry point runs (test helpers belong in tests/helpers/)"

@@ -1,7 +1,7 @@
 """The flows against a real Prefect server that the tests start (the project's own command) and stop.
 
 One server for the module (``python -m flows server`` on a free 127.0.0.1 port, SQLite in a tmp
-PREFECT_HOME); each test builds its own toy DVC + git workspace (flows/testing.py).
+PREFECT_HOME); each test builds its own toy DVC + git workspace (tests/helpers/toy_workspace.py).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flows.testing import make_toy_workspace, runs
+from helpers.toy_workspace import make_toy_workspace, runs
 
 pytestmark = pytest.mark.network
 

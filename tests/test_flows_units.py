@@ -14,7 +14,7 @@ import yaml
 from elmo.errors import StageError
 from elmo.params import ParamsError, parse_params
 from flows.dvc_stages import stage_order, stage_state
-from flows.testing import make_toy_workspace
+from helpers.toy_workspace import make_toy_workspace
 
 
 @pytest.fixture(scope="module", autouse=True)

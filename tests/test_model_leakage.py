@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from elmo.model import BiLM, BiLMOutput
-from elmo.train.synthetic import make_batch, spellings
+from helpers.synthetic import make_batch, spellings
 from test_model import N_CHARS, C, V, tiny_config
 
 

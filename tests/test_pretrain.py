@@ -20,7 +20,7 @@ from elmo.params.pretrain import RUNTIME_ONLY, PretrainParams, TrainParams
 from elmo.train.checkpoints import FINGERPRINT_FILE, prepare
 from elmo.train.datamodule import StepBatches, locate
 from elmo.train.module import lr_factor
-from elmo.train.synthetic import random_corpus, word_corpus, write_workspace
+from helpers.synthetic import random_corpus, word_corpus, write_workspace
 
 
 # ---------------------------------------------------------------------------- fixtures

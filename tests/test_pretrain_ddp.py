@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from elmo.train.synthetic import random_corpus, word_corpus, write_workspace
+from helpers.synthetic import random_corpus, word_corpus, write_workspace
 
 
 def test_two_process_ddp_run_finishes(tmp_path: Path, repo_root: Path) -> None:
