@@ -71,14 +71,14 @@ class TaskModelParams(Section):
 
 
 class TrainParams(Section):
-    batch_size: int = Field(64, ge=1)
-    lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(2e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
-    max_epochs: int = Field(8, ge=1)
-    patience: int = Field(2, ge=1)  # epochs without a better dev macro-F1 before stopping
+    max_epochs: int = Field(20, ge=1)
+    patience: int = Field(3, ge=1)  # epochs without a better dev macro-F1 before stopping
     # The learning rate is multiplied by this after every epoch without a better dev macro-F1
     # (reduce on plateau; 1 = constant): the epochs before early stopping take smaller steps.
-    lr_decay: float = Field(1.0, gt=0, le=1)
+    lr_decay: float = Field(0.5, gt=0, le=1)
     grad_clip: float = Field(5.0, gt=0)
     # Wall-clock budget per trained model: no new epoch starts when the last one would end past it
     # (0 = none). Keeps the whole run (main model + comparisons) within a known time on slow machines.
