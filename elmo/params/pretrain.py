@@ -14,11 +14,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from elmo.params.base import Section
-
-# Keys that change how the stage runs but never what it writes (dvc.yaml leaves them out of the
-# stage's params, so changing them does not rerun it; tests/test_pretrain_params.py keeps it in sync).
-RUNTIME_ONLY = ("trainer.threads", "resume", "checkpoint_dir")
+from elmo.params.base import Section, runtime_only, runtime_only_keys
 
 
 class ModelParams(Section):
@@ -90,7 +86,7 @@ class TrainerParams(Section):
     num_nodes: int = Field(1, ge=1)
     strategy: Literal["auto", "ddp", "ddp_find_unused_parameters_true"] = "auto"  # auto: ddp when more than one process
     precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed"] = "auto"  # auto: bf16-mixed on a GPU, else 32-true
-    threads: int = Field(0, ge=0)  # torch threads per process; 0 = the usable cores / processes per node
+    threads: int = runtime_only(0, ge=0)  # torch threads per process; 0 = the usable cores / processes per node
 
 
 def _tiny() -> PresetParams:
@@ -133,10 +129,10 @@ class PretrainParams(Section):
     vocab_dir: str = "data/processed/vocab"  # what the vocab stage writes (vocab.out_dir)
     arrays_dir: str = "data/processed/arrays"  # ... and its training arrays (vocab.arrays_dir)
     out_dir: str = "models/bilm"  # config.json, weights.safetensors, vocab/
-    checkpoint_dir: str = "models/checkpoints/bilm"  # last.ckpt, best.ckpt, periodic ones; not a DVC output
+    checkpoint_dir: str = runtime_only("models/checkpoints/bilm")  # last/best/periodic checkpoints; not a DVC output
     metrics: str = "metrics/pretrain.json"
     plots_dir: str = "plots/pretrain"  # loss.csv, perplexity.csv (dvc plots)
-    resume: bool = True  # continue an interrupted run of the same config, data and code from its last checkpoint
+    resume: bool = runtime_only(True)  # continue an interrupted run of the same config, data and code
     preset: str = "small"  # a name under presets: tiny, small, full, or one you add
     presets: dict[str, PresetParams] = Field(
         default_factory=lambda: {"tiny": _tiny(), "small": _small(), "full": _full()})
@@ -165,3 +161,9 @@ class PretrainParams(Section):
     @property
     def selected(self) -> PresetParams:
         return self.presets[self.preset]
+
+
+# Keys that change how the stage runs but never what it writes (dvc.yaml leaves them out of the
+# stage's params, so changing them does not rerun it; tests/test_pretrain.py and
+# tests/test_runtime_only.py check that, and that the checkpoint fingerprint leaves them out).
+RUNTIME_ONLY = runtime_only_keys(PretrainParams)

@@ -29,9 +29,16 @@ from pathlib import Path
 from elmo.errors import StageError
 from elmo.io import atomic_write_json, atomic_write_text
 from elmo.model import BiLMConfig
-from elmo.params.pretrain import ModelParams
+from elmo.params.base import runtime_only_keys
+from elmo.params.pretrain import ModelParams, TrainerParams
 
 SPLITS = ("train", "valid", "test")
+
+
+def trainer_fingerprint(trainer: TrainerParams) -> dict:
+    """The trainer settings that belong in the checkpoint fingerprint: all but the runtime-only
+    ones (threads) and ``devices``, which the fingerprint records resolved, as ``world``."""
+    return trainer.model_dump(exclude={*runtime_only_keys(TrainerParams), "devices"})
 
 
 def model_config(model: ModelParams, vocab) -> BiLMConfig:
@@ -111,7 +118,7 @@ def run(params, root: Path) -> dict:
     world = processes_per_node(p.trainer, accelerator) * p.trainer.num_nodes
     fp_parts = {"config": config.to_dict(), "train": t.model_dump(), "seed": params.seed, "world": world,
                 "accelerator": accelerator,
-                "trainer": p.trainer.model_dump(exclude={"threads", "devices"}), "vocab_sha256": vocab.sha256,
+                "trainer": trainer_fingerprint(p.trainer), "vocab_sha256": vocab.sha256,
                 "arrays": meta, "code": code_hash()}
     fp = fingerprint(fp_parts)
     resume_from, ckpt_msg = prepare(ckpt_dir, fp, resume=p.resume, primary=primary)
