@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
-SPLITS = ("train", "valid", "test")
-
 
 def unit_hash(petition_idx: int, salt: str) -> float:
     digest = hashlib.sha256(f"{salt}:{petition_idx}".encode("ascii")).digest()

@@ -26,13 +26,12 @@ import sys
 import time
 from pathlib import Path
 
+from elmo.contracts import SPLITS
 from elmo.errors import StageError
 from elmo.io import atomic_write_json, atomic_write_text
 from elmo.model import BiLMConfig
 from elmo.params.base import runtime_only_keys
 from elmo.params.pretrain import ModelParams, TrainerParams
-
-SPLITS = ("train", "valid", "test")
 
 
 def trainer_fingerprint(trainer: TrainerParams) -> dict:

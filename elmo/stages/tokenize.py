@@ -28,13 +28,13 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from elmo.contracts import SPLITS, TOKENIZER_FILE
 from elmo.data.tables import read_parquet_checked, row_label
 from elmo.errors import StageError
 from elmo.io import atomic_path, atomic_write_json
-from elmo.text.parallel import SPLITS, STAT_KEYS, merge_parts, resolve_workers, tokenize_to_parquet
+from elmo.text.parallel import STAT_KEYS, merge_parts, resolve_workers, tokenize_to_parquet
 from elmo.text.tokenizer import Tokenizer
 
-TOKENIZER_FILE = "tokenizer.json"
 FANOUT_SHARD_CHARS = 1_000_000  # characters per fan-out shard (plan_shards)
 
 

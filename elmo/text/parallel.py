@@ -26,11 +26,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from elmo.contracts import SPLITS, sentences_arrow_schema
 from elmo.errors import StageError
 from elmo.text.tokenizer import Tokenizer
 
-SPLITS = ("train", "valid", "test")
-SCHEMA = pa.schema([("petition_idx", pa.int64()), ("sentence_idx", pa.int32()), ("tokens", pa.list_(pa.string()))])
+SCHEMA = sentences_arrow_schema()
 SHARD_CHARS = 100_000
 ROW_GROUP_ROWS = 50_000
 STAT_KEYS = ("petitions", "petitions_without_tokens", "null_fields", "chars", "sentences", "sentences_cut", "tokens")
