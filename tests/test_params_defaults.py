@@ -66,3 +66,19 @@ def test_defaults_check_fails_when_one_side_changes() -> None:
     # a key params.yaml leaves out follows the code default: no drift possible there
     del given["pretrain"]["presets"]["tiny"]["train"]["lr"]
     assert "pretrain.presets.tiny.train.lr" not in differences(code_defaults(), given)
+
+
+def test_retry_params_are_one_section_matching_the_retry_policy() -> None:
+    """crawl and finetune.task share one definition of the retry keys, and its defaults are the
+    downloader's (elmo.crawl.RetryPolicy): one policy, one set of defaults."""
+    from dataclasses import fields
+
+    from elmo.crawl import RetryPolicy
+    from elmo.params.crawl import CrawlParams
+    from elmo.params.finetune import TaskDataParams
+    from elmo.params.retry import RetryParams
+
+    assert issubclass(CrawlParams, RetryParams) and issubclass(TaskDataParams, RetryParams)
+    defaults = RetryParams().model_dump()
+    assert defaults == {f.name: f.default for f in fields(RetryPolicy)}
+    assert RetryPolicy.from_params(RetryParams()) == RetryPolicy()

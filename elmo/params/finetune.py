@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from elmo.params.base import Section
+from elmo.params.retry import RetryParams
 
 KLUE_YNAT = "https://raw.githubusercontent.com/KLUE-benchmark/KLUE/main/klue_benchmark/ynat-v1.1/"
 
@@ -21,7 +22,7 @@ KLUE_YNAT = "https://raw.githubusercontent.com/KLUE-benchmark/KLUE/main/klue_ben
 COMPARISONS = ("tfidf_lr", "no_elmo", "elmo_no_gamma", "elmo", "elmo_in_out")
 
 
-class TaskDataParams(Section):
+class TaskDataParams(RetryParams):  # + timeout_s, retries, backoff_base_s, backoff_max_s, retry_after_max_s
     name: str = "ynat"
     # http(s) base URL or local directory holding train_file and dev_file (the KLUE layout).
     # Offline mirror: `make pipeline MIRROR=../shared/data` points it at 127.0.0.1.
@@ -40,11 +41,6 @@ class TaskDataParams(Section):
     # A dev label that never occurs in train cannot be predicted: stop, or count and skip those records.
     unseen_dev_labels: Literal["error", "skip"] = "error"
     data_dir: str = "data/task/ynat"  # fetch_task writes the two files and manifest.json here
-    timeout_s: float = Field(30.0, gt=0)
-    retries: int = Field(5, ge=0)
-    backoff_base_s: float = Field(0.5, ge=0)
-    backoff_max_s: float = Field(30.0, ge=0)
-    retry_after_max_s: float = Field(300.0, ge=0)
 
 
 class TaskModelParams(Section):
