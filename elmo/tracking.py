@@ -9,7 +9,6 @@ library imports mlflow for tracking. The same store holds the model registry:
 from __future__ import annotations
 
 import contextlib
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,11 +38,15 @@ def configure(p: MlflowParams, root: Path):
 
 
 def git_commit(root: Path) -> str | None:
+    """HEAD's commit, or None (no repository, no commit, no git): a run is tracked either way.
+    Through the project's one git helper, elmo.registry.gitrepo."""
+    from elmo.errors import StageError
+    from elmo.registry import gitrepo
+
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
+        return gitrepo.head(root)
+    except StageError:
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
