@@ -80,6 +80,35 @@ def start_run(p: MlflowParams, root: Path, *, stage: str, params: dict[str, Any]
         yield run
 
 
+def client(tracking_uri: str | None = None):
+    """An ``MlflowClient`` (on ``tracking_uri``; default: the one :func:`configure` set)."""
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri) if tracking_uri else MlflowClient()
+
+
+def log_metric_rows(client, run_id: str, step: int, metrics: dict[str, float]) -> None:
+    """One step's metrics into run ``run_id``, in batches of MLflow's maximum size (1000)."""
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    batch = [Metric(key=k, value=float(v), timestamp=now, step=int(step)) for k, v in metrics.items()]
+    for i in range(0, len(batch), 1000):
+        client.log_batch(run_id, metrics=batch[i:i + 1000])
+
+
+def log_results(metrics: dict[str, float], *, step: int, tags: dict[str, str], files: list[Path]) -> None:
+    """The active run's final metrics (at ``step``), tags and artifact files."""
+    import mlflow
+
+    mlflow.log_metrics(metrics, step=step)
+    mlflow.set_tags(tags)
+    for f in files:
+        mlflow.log_artifact(str(f))
+
+
 def sqlite_path(p: MlflowParams, root: Path) -> Path | None:
     """The SQLite file behind the tracking store (None for a server URI)."""
     uri = resolve_tracking_uri(p, root)

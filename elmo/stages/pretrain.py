@@ -73,7 +73,7 @@ def run(params, root: Path) -> dict:
     import lightning as L
 
     from elmo.data.loader import SentenceDataset
-    from elmo.tracking import start_run
+    from elmo.tracking import client as tracking_client, log_results, start_run
     from elmo.train.callbacks import MetricSink, StepProgress, TrainingLog
     from elmo.train.checkpoints import (
         FinalCheckpoint,
@@ -151,9 +151,7 @@ def run(params, root: Path) -> dict:
                       "resumed_from": str(resume_from) if resume_from else None}
             mlrun = stack.enter_context(start_run(params.mlflow, root, stage="pretrain", params=logged))
             run_id = mlrun.info.run_id
-            from mlflow import MlflowClient
-
-            sink.attach(MlflowClient(), run_id)
+            sink.attach(tracking_client(), run_id)
         fit_start = time.time()
         trainer.fit(task, datamodule=dm, ckpt_path=str(resume_from) if resume_from else None, weights_only=False)
         fit_s = time.time() - fit_start
@@ -202,15 +200,13 @@ def run(params, root: Path) -> dict:
                           _csv(sink.valid_rows, ["step", "valid_ppl", "valid_ppl_fwd", "valid_ppl_bwd"]))
         atomic_write_json(root / p.metrics, metrics)
         if run_id is not None:
-            import mlflow
-
             flat = {f"final/{s}_{k}": v for s in ("valid", "test") for k, v in final[s].items()
                     if isinstance(v, float) and math.isfinite(v)}
-            mlflow.log_metrics(flat, step=trainer.global_step)
-            mlflow.set_tags({"elmo.fingerprint": fp, "elmo.preset": p.preset,
-                             "elmo.selected": f"{selected['from']}@{selected['step']}"})
-            for f in (plots_dir / "loss.csv", plots_dir / "perplexity.csv", root / p.metrics, out_dir / "config.json"):
-                mlflow.log_artifact(str(f))
+            log_results(flat, step=trainer.global_step,
+                        tags={"elmo.fingerprint": fp, "elmo.preset": p.preset,
+                              "elmo.selected": f"{selected['from']}@{selected['step']}"},
+                        files=[plots_dir / "loss.csv", plots_dir / "perplexity.csv", root / p.metrics,
+                               out_dir / "config.json"])
 
     return {"stage": "pretrain", "out_dir": str(out_dir), "metrics_file": str(root / p.metrics),
             "plots_dir": str(root / p.plots_dir), "checkpoints": ckpt_msg, "mlflow_run_id": run_id,
