@@ -10,7 +10,7 @@ MIRROR ?=
 MIRROR_PORT ?= 8765
 PYTEST_ARGS ?=
 
-.PHONY: install pipeline test clean-venv
+.PHONY: install pipeline lint test clean-venv
 
 install: $(VENV)/.installed
 
@@ -35,7 +35,11 @@ else
 endif
 	$(BIN)/dvc push
 
-test: install
+# ruff's rules and line length are in pyproject.toml ([tool.ruff]); `make test` (and so CI) lints first.
+lint: install
+	$(BIN)/ruff check .
+
+test: lint
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean-venv:

@@ -27,12 +27,12 @@ from pathlib import Path
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # before tqdm is imported: bars would clutter the figures
 
-import httpx  # noqa: E402
-import polars as pl  # noqa: E402
+import httpx
+import polars as pl
 
-from elmo.httpserve import serve_directory  # noqa: E402
-from elmo.params import parse_params  # noqa: E402
-from elmo.stages import clean, crawl  # noqa: E402
+from elmo.httpserve import serve_directory
+from elmo.params import parse_params
+from elmo.stages import clean, crawl
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -25,7 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def headlines(n: int) -> list[str]:
     for path in (REPO / "data/task/ynat/ynat-v1.1_dev.json",
-                 Path(os.environ.get("ELMO_SHARED_DATA", REPO.parent / "shared/data")) / "klue/ynat-v1.1/ynat-v1.1_dev.json"):
+                 Path(os.environ.get("ELMO_SHARED_DATA", REPO.parent / "shared/data"))
+                 / "klue/ynat-v1.1/ynat-v1.1_dev.json"):
         if path.is_file():
             return [r["title"] for r in json.loads(path.read_text(encoding="utf-8"))][:n]
     raise SystemExit("no YNAT dev file: run `elmo fetch_task` or set ELMO_SHARED_DATA")

@@ -33,7 +33,8 @@ FULL_TRAIN = 36_547
 
 def train_records(n: int) -> list[dict]:
     for path in (REPO / "data/task/ynat/ynat-v1.1_train.json",
-                 Path(os.environ.get("ELMO_SHARED_DATA", REPO.parent / "shared/data")) / "klue/ynat-v1.1/ynat-v1.1_train.json"):
+                 Path(os.environ.get("ELMO_SHARED_DATA", REPO.parent / "shared/data"))
+                 / "klue/ynat-v1.1/ynat-v1.1_train.json"):
         if path.is_file():
             return json.loads(path.read_text(encoding="utf-8"))[:n]
     raise SystemExit("no YNAT train file: run `elmo fetch_task` or set ELMO_SHARED_DATA")
@@ -107,14 +108,16 @@ def main() -> None:
         scale = FULL_TRAIN / len(tokens)
         print(f"{len(tokens)} train headlines, {sum(map(len, tokens))} tokens; threads {args.threads}; "
               f"load average {os.getloadavg()[0]:.1f}; batch {p.train.batch_size}")
-        print(f"computing the cache once: {cache_s:.1f}s (x{scale:.1f} for the full train split: {cache_s * scale:.0f}s)")
+        print(f"computing the cache once: {cache_s:.1f}s "
+              f"(x{scale:.1f} for the full train split: {cache_s * scale:.0f}s)")
         print("| model | biLM layers | epoch seconds | per full epoch (extrapolated) | vs cached |")
         print("|---|---|---|---|---|")
         rows = []
         for name, layers in (("cached", cache), ("no cache", OnTheFly(elmo, tokens))):
             torch.manual_seed(0)
             cfg = TaskConfig(n_classes=len(labels), vocab_size=len(words), elmo_layers=elmo.n_layers,
-                             elmo_dim=elmo.dim, **{k: v for k, v in p.model.model_dump().items() if k != "word_min_count"})
+                             elmo_dim=elmo.dim,
+                            **{k: v for k, v in p.model.model_dump().items() if k != "word_min_count"})
             s = epoch_seconds(TaskModel(cfg), TaskData(ids, y, layers), p.train.batch_size)
             rows.append(s)
             print(f"| finetune.model | {name} | {s:.1f} | {s * scale:.0f} | {s / rows[0]:.2f}x |")
@@ -126,7 +129,8 @@ def main() -> None:
         for name, train_bilm in (("unfrozen, head only (epoch 1)", False), ("unfrozen, all groups", True)):
             torch.manual_seed(0)
             cfg = TaskConfig(n_classes=len(labels), vocab_size=len(words), elmo_layers=elmo.n_layers,
-                             elmo_dim=elmo.dim, **{k: v for k, v in p.model.model_dump().items() if k != "word_min_count"})
+                             elmo_dim=elmo.dim,
+                             **{k: v for k, v in p.model.model_dump().items() if k != "word_min_count"})
             model = BiLMTaskModel(TaskModel(cfg), BiLM.load(args.model), Vocabulary.load(vocab_dir(args.model)))
             groups = bilm_layer_groups(model.bilm)
             set_trainable(groups, [train_bilm] * len(groups))

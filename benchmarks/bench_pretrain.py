@@ -28,6 +28,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))  # helpers.synthetic: the tests' synthetic batches
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -35,8 +36,8 @@ from torch import nn  # noqa: E402
 
 from elmo.model import BiLM, BiLMConfig  # noqa: E402
 from elmo.model.char_cnn import CharCNN  # noqa: E402
-from elmo.model.flops import flops_per_token  # noqa: E402
 from elmo.params import load_params  # noqa: E402
+from flops import flops_per_token  # noqa: E402  (benchmarks/flops.py)
 
 
 # ---------------------------------------------------------------------------- the naive reference
@@ -116,7 +117,7 @@ def real_batches(vocab_dir: Path, arrays_dir: Path, batch_tokens: int, n: int):
 
 
 def synthetic_batches(batch_tokens: int, n: int):
-    from elmo.train.synthetic import make_batch, random_corpus, spellings
+    from helpers.synthetic import make_batch, random_corpus, spellings
 
     V, NC, C = 35_000, 1_200, 20
     table = spellings(V, NC, C, seed=0)
@@ -186,7 +187,8 @@ def main() -> None:
     presets = load_params(REPO / "params.yaml").pretrain.presets
 
     rows = []
-    header = f"{'model':<34} {'softmax':<9} {'tokens/s':>9} {'tok/CPU-s':>9} {'ms/step':>8} {'MFLOP/tok':>9} {'GFLOP/s':>8}"
+    header = (f"{'model':<34} {'softmax':<9} {'tokens/s':>9} {'tok/CPU-s':>9} {'ms/step':>8} "
+              f"{'MFLOP/tok':>9} {'GFLOP/s':>8}")
     print(header)
     for name in args.presets:
         for kind in args.softmax:
@@ -200,8 +202,9 @@ def main() -> None:
             wall, cpu, tokens = bench_model(model, loss, batches, device, args.bf16)
             fl = flops_per_token(cfg, unique_ratio=unique)["total"]
             row = {"model": f"{name} (P={cfg.projection_dim}, H={cfg.lstm_dim})", "softmax": kind,
-                   "tokens_per_s": tokens / wall, "tokens_per_cpu_s": tokens / cpu, "ms_per_step": 1000 * wall / args.steps,
-                   "mflop_per_token": fl / 1e6, "gflop_per_s": fl * tokens / wall / 1e9, "parameters": model.num_parameters()}
+                   "tokens_per_s": tokens / wall, "tokens_per_cpu_s": tokens / cpu,
+                   "ms_per_step": 1000 * wall / args.steps, "mflop_per_token": fl / 1e6,
+                   "gflop_per_s": fl * tokens / wall / 1e9, "parameters": model.num_parameters()}
             rows.append(row)
             print(f"{row['model']:<34} {kind:<9} {row['tokens_per_s']:>9,.0f} {row['tokens_per_cpu_s']:>9,.0f} "
                   f"{row['ms_per_step']:>8,.0f} {row['mflop_per_token']:>9.2f} {row['gflop_per_s']:>8.2f}", flush=True)
@@ -221,7 +224,8 @@ def main() -> None:
                        "gflop_per_s": fl * tokens / wall / 1e9, "parameters": sum(p.numel() for p in ref.parameters())}
                 rows.append(row)
                 print(f"{row['model']:<34} {kind:<9} {row['tokens_per_s']:>9,.0f} {row['tokens_per_cpu_s']:>9,.0f} "
-                      f"{row['ms_per_step']:>8,.0f} {row['mflop_per_token']:>9.2f} {row['gflop_per_s']:>8.2f}", flush=True)
+                      f"{row['ms_per_step']:>8,.0f} {row['mflop_per_token']:>9.2f} {row['gflop_per_s']:>8.2f}",
+                      flush=True)
     if args.json:
         args.json.write_text(json.dumps({"source": source, "device": str(device), "threads": args.threads,
                                          "rows": rows}, indent=2))

@@ -100,7 +100,8 @@ def main() -> None:
     fast_out = [list(zip(*fast.pos(s))) for s in sample]
     dt_fast = time.process_time() - t0
     same = sum(a == b for a, b in zip(ref_out, fast_out))
-    rows.append((f"baseline: konlpy Mecab.pos, {len(sample)} sentences, 1 core", None, None, None, dt_ref, sample_chars))
+    rows.append((f"baseline: konlpy Mecab.pos, {len(sample)} sentences, 1 core", None, None, None, dt_ref,
+                 sample_chars))
     rows.append(("fast path MecabTagger.pos, same sentences, 1 core", None, None, None, dt_fast, sample_chars))
 
     print("| what | wall chars/s | wall s | tokens | CPU s (all processes) | chars per CPU-second |")

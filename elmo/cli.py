@@ -147,7 +147,7 @@ def params_show(params: str = ParamsOpt) -> None:
 
     try:
         p = load_params(params)
-    except Exception as err:  # noqa: BLE001 - ParamsError
+    except Exception as err:  # ParamsError
         _fail(err)
     typer.echo(json.dumps(p.model_dump(), ensure_ascii=False, indent=2))
 

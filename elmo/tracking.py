@@ -9,7 +9,6 @@ library imports mlflow for tracking. The same store holds the model registry:
 from __future__ import annotations
 
 import contextlib
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,11 +38,15 @@ def configure(p: MlflowParams, root: Path):
 
 
 def git_commit(root: Path) -> str | None:
+    """HEAD's commit, or None (no repository, no commit, no git): a run is tracked either way.
+    Through the project's one git helper, elmo.registry.gitrepo."""
+    from elmo.errors import StageError
+    from elmo.registry import gitrepo
+
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
+        return gitrepo.head(root)
+    except StageError:
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -75,6 +78,35 @@ def start_run(p: MlflowParams, root: Path, *, stage: str, params: dict[str, Any]
             for i in range(0, len(items), 100):
                 mlflow.log_params(dict(items[i:i + 100]))
         yield run
+
+
+def client(tracking_uri: str | None = None):
+    """An ``MlflowClient`` (on ``tracking_uri``; default: the one :func:`configure` set)."""
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri) if tracking_uri else MlflowClient()
+
+
+def log_metric_rows(client, run_id: str, step: int, metrics: dict[str, float]) -> None:
+    """One step's metrics into run ``run_id``, in batches of MLflow's maximum size (1000)."""
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    batch = [Metric(key=k, value=float(v), timestamp=now, step=int(step)) for k, v in metrics.items()]
+    for i in range(0, len(batch), 1000):
+        client.log_batch(run_id, metrics=batch[i:i + 1000])
+
+
+def log_results(metrics: dict[str, float], *, step: int, tags: dict[str, str], files: list[Path]) -> None:
+    """The active run's final metrics (at ``step``), tags and artifact files."""
+    import mlflow
+
+    mlflow.log_metrics(metrics, step=step)
+    mlflow.set_tags(tags)
+    for f in files:
+        mlflow.log_artifact(str(f))
 
 
 def sqlite_path(p: MlflowParams, root: Path) -> Path | None:

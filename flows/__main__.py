@@ -26,8 +26,8 @@ from elmo.errors import USER_ERRORS
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
 RootOpt = typer.Option(None, "--root", help="workspace (DVC repository root); default: around the current directory")
-ApiOpt = typer.Option(None, "--api-url", help="Prefect API to use, e.g. http://host:4200/api (default: $PREFECT_API_URL, "
-                                             "else the project's local server)")
+ApiOpt = typer.Option(None, "--api-url", help="Prefect API to use, e.g. http://host:4200/api "
+                                             "(default: $PREFECT_API_URL, else the project's local server)")
 PortOpt = typer.Option(None, "--port", help="port of the local server on 127.0.0.1 (default: flows.server_port)")
 
 
@@ -86,7 +86,7 @@ def run(
 @app.command()
 def server(root: Optional[Path] = RootOpt, port: Optional[int] = PortOpt) -> None:
     """Start the project's Prefect server (API + UI) on 127.0.0.1 and keep it up until Ctrl-C."""
-    from flows.server import is_up, local_server, api_url as local_api
+    from flows.server import api_url as local_api, is_up, local_server
 
     port = port or _workspace(root)[1].flows.server_port
     if is_up(local_api(port)):
@@ -150,7 +150,7 @@ def _stop_on_sigterm() -> None:
     """
     import signal
 
-    def on_term(signum, frame):  # noqa: ARG001
+    def on_term(signum, frame):
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, signal.default_int_handler)

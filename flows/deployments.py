@@ -89,7 +89,7 @@ def serve(root: Path, p: FlowsParams) -> None:
     from prefect.runner import Runner
 
     class _Runner(Runner):
-        def handle_sigterm(self, *args, **kwargs) -> None:  # noqa: ARG002 - signal handler signature
+        def handle_sigterm(self, *args, **kwargs) -> None:  # signal handler signature
             raise KeyboardInterrupt
 
     deployments = build(root, p)

@@ -86,7 +86,6 @@ def stage_order(root: str | Path, targets: list[str] | None = None) -> list[str]
     ``dvc repro <targets>`` would. Unknown names are an error that lists the stages there are.
     """
     import networkx as nx
-
     from dvc.exceptions import DvcException
 
     repo = _open(root)

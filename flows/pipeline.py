@@ -90,7 +90,7 @@ def pipeline(root: str | None = None, targets: list[str] | None = None, force: l
                 try:
                     state.result()  # raises the stage's own exception
                     raise RuntimeError(f"stage {name!r} ended in state {state.name}")
-                except BaseException as exc:  # noqa: BLE001 - re-raised below, after the summary
+                except BaseException as exc:  # re-raised below, after the summary
                     error = exc
                 results.append({"stage": name, "outcome": "failed", "action": str(error).splitlines()[0],
                                 "seconds": None, "key": None})
@@ -109,12 +109,12 @@ def _publish(workspace, params, started, seconds, results, error, log) -> None:
     try:
         try:
             diff, note = summary.metrics(workspace)
-        except Exception as exc:  # noqa: BLE001 - the summary still lists the stages
+        except Exception as exc:  # the summary still lists the stages
             diff, note = {}, f"metrics could not be read: {exc}"
         runs_note = None
         try:
             runs = summary.mlflow_runs(params, workspace, started)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             runs, runs_note = [], f"MLflow runs could not be listed: {exc}"
         md = summary.render(
             root=workspace, flow_run_name=flow_run.get_name() or "local", started=started, seconds=seconds,
@@ -122,7 +122,7 @@ def _publish(workspace, params, started, seconds, results, error, log) -> None:
             metrics_note=note, runs=runs, runs_note=runs_note,
         )
         summary.publish(md, runs, failed=error is not None)
-    except Exception:  # noqa: BLE001
+    except Exception:
         log.exception("could not publish the run summary")
 
 

@@ -85,14 +85,12 @@ def metrics_markdown(diff: dict[str, dict[str, dict[str, Any]]]) -> str:
 
 def mlflow_runs(params: Params, root: Path, since: dt.datetime) -> list[dict[str, Any]]:
     """MLflow runs started since ``since``; else the latest run of each stage. [] when no store yet."""
-    from elmo.tracking import resolve_tracking_uri
+    from elmo.tracking import client as tracking_client, resolve_tracking_uri
 
     uri = resolve_tracking_uri(params.mlflow, root)
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
         return []
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=uri)
+    client = tracking_client(uri)
     exp = client.get_experiment_by_name(params.mlflow.experiment)
     if exp is None:
         return []

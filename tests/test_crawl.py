@@ -5,7 +5,6 @@ Every test asserts that no partial or temporary file is left in the output direc
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import http.server
 import json
@@ -98,10 +97,10 @@ class FaultServer(http.server.ThreadingHTTPServer):
 class FaultHandler(http.server.BaseHTTPRequestHandler):
     server: FaultServer
 
-    def log_message(self, format, *args):  # noqa: A002
+    def log_message(self, format, *args):
         pass
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         path = urlsplit(self.path).path.lstrip("/")
         fault = self.server.next_fault(path)
         entry = {"path": path, "t": time.monotonic(), "headers": dict(self.headers), "fault": fault}

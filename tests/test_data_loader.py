@@ -35,7 +35,8 @@ def _corpus(n: int = 300, seed: int = 0) -> list[str]:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("arrays")
-    write_sentences(root / "data/processed/sentences", {"train": _corpus(300), "valid": _corpus(40, 1), "test": _corpus(5, 2)})
+    write_sentences(root / "data/processed/sentences",
+                    {"train": _corpus(300), "valid": _corpus(40, 1), "test": _corpus(5, 2)})
     vocab_stage.run(params(min_count=2, char_unit="jamo", char_min_count=1), root)
     return root
 

@@ -1,7 +1,7 @@
 """The flows against a real Prefect server that the tests start (the project's own command) and stop.
 
 One server for the module (``python -m flows server`` on a free 127.0.0.1 port, SQLite in a tmp
-PREFECT_HOME); each test builds its own toy DVC + git workspace (flows/testing.py).
+PREFECT_HOME); each test builds its own toy DVC + git workspace (tests/helpers/toy_workspace.py).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flows.testing import make_toy_workspace, runs
+from helpers.toy_workspace import make_toy_workspace, runs
 
 pytestmark = pytest.mark.network
 
@@ -229,7 +229,8 @@ def test_failed_stage_fails_flow_with_its_own_error_after_retries(prefect_api: s
     stderr_line = "train | toy: train: toy.yaml: train.lr must be > 0 (got -1)"  # the stage's own stderr
     with _client() as client:
         def settled():
-            logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[state.state_details.flow_run_id])))
+            run_filter = LogFilterFlowRunId(any_=[state.state_details.flow_run_id])
+            logs = client.read_logs(log_filter=LogFilter(flow_run_id=run_filter))
             tasks = {t.name: t for t in client.read_task_runs(flow_run_filter=this_run)}
             ok = (any(stderr_line in log.message for log in logs) and {"prepare", "train"} <= set(tasks)
                   and tasks["prepare"].state.is_completed() and tasks["train"].state.is_failed())
@@ -305,7 +306,8 @@ def test_served_deployments_schedule_run_and_stop_cleanly(prefect_api: str, ws: 
         listed = {f"{flows_by_id[d.flow_id]}/{name}": d for name, d in deps.items()}
         assert set(listed) == {"pipeline/nightly", "crawl-and-retrain/monthly"}
         nightly, monthly = listed["pipeline/nightly"], listed["crawl-and-retrain/monthly"]
-        assert [(s.schedule.cron, s.schedule.timezone, s.active) for s in nightly.schedules] == [("0 2 * * *", "Asia/Seoul", True)]
+        assert [(s.schedule.cron, s.schedule.timezone, s.active) for s in nightly.schedules] == [
+            ("0 2 * * *", "Asia/Seoul", True)]
         assert [s.schedule.cron for s in monthly.schedules] == ["0 3 1 * *"]
         assert monthly.parameters == {"root": str(ws), "months": None, "preset": None}
 

@@ -14,7 +14,7 @@ import yaml
 from elmo.errors import StageError
 from elmo.params import ParamsError, parse_params
 from flows.dvc_stages import stage_order, stage_state
-from flows.testing import make_toy_workspace
+from helpers.toy_workspace import make_toy_workspace
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -148,12 +148,14 @@ def test_summary_markdown_lists_stages_metrics_and_error() -> None:
             "metrics/clean.json": {"kept": {"old": 100, "new": 100}}}
     runs = [{"stage": "pretrain", "run_id": "abc", "name": "pretrain", "status": "FINISHED", "fresh": True,
              "url": "http://127.0.0.1:5000/#/experiments/1/runs/abc"}]
-    md = summary.render(root=Path("/ws"), flow_run_name="brave-fox", started=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+    md = summary.render(root=Path("/ws"), flow_run_name="brave-fox",
+                        started=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
                         seconds=12.0, results=results, error="stage 'pretrain' failed: boom", metrics_diff=diff,
                         metrics_note=None, runs=runs)
     assert "# Pipeline run `brave-fox` failed" in md and "1 cached, 1 failed, 1 not run" in md
     assert "| clean | **cached** |" in md and "`aaaaaaaaaaaa`" in md
-    assert "| macro_f1 | 0.83 | 0.81 | 0.02 |" in md and md.index("metrics/clean.json") < md.index("metrics/finetune.json")
+    assert "| macro_f1 | 0.83 | 0.81 | 0.02 |" in md
+    assert md.index("metrics/clean.json") < md.index("metrics/finetune.json")
     assert "boom" in md and "[pretrain: pretrain](http://127.0.0.1:5000/#/experiments/1/runs/abc)" in md
     assert summary.artifact_key("MLflow pretrain_run") == "mlflow-pretrain-run"
 

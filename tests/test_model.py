@@ -11,7 +11,7 @@ import torch
 from elmo.model import BiLM, BiLMConfig
 from elmo.model.bilm import reverse_padded
 from elmo.model.softmax import LogUniformSampler
-from elmo.train.synthetic import make_batch, random_corpus, spellings
+from helpers.synthetic import make_batch, random_corpus, spellings
 
 V, N_CHARS, C = 60, 24, 8
 

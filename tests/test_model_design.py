@@ -21,12 +21,12 @@ from contextlib import contextmanager
 import pytest
 import torch
 import torch.nn.functional as F
-from test_model import N_CHARS, C, V, tiny_config
 
 from elmo.model import BiLM
 from elmo.model.bilm import reverse_padded
 from elmo.model.softmax import make_softmax
-from elmo.train.synthetic import make_batch, spellings
+from helpers.synthetic import make_batch, spellings
+from test_model import N_CHARS, C, V, tiny_config
 
 STACKS = ("forward_lm", "backward_lm")
 P_DROP = 0.5  # large, so that a missing dropout cannot hide among a few zeros

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from elmo.model import BiLM, BiLMOutput
-from elmo.train.synthetic import make_batch, spellings
-from test_model import C, N_CHARS, V, tiny_config
+from helpers.synthetic import make_batch, spellings
+from test_model import N_CHARS, C, V, tiny_config
 
 
 class LeakyBiLM(BiLM):

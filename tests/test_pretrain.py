@@ -20,7 +20,7 @@ from elmo.params.pretrain import RUNTIME_ONLY, PretrainParams, TrainParams
 from elmo.train.checkpoints import FINGERPRINT_FILE, prepare
 from elmo.train.datamodule import StepBatches, locate
 from elmo.train.module import lr_factor
-from elmo.train.synthetic import random_corpus, word_corpus, write_workspace
+from helpers.synthetic import random_corpus, word_corpus, write_workspace
 
 
 # ---------------------------------------------------------------------------- fixtures
@@ -175,7 +175,8 @@ def test_valid_perplexity_falls_on_a_repeated_corpus(tmp_path: Path, repeated_da
         assert m[split]["ppl"] < 1.6 and m[split]["ppl_fwd"] < 1.6 and m[split]["ppl_bwd"] < 1.6, m[split]
         assert m[split]["tokens"] == sum(len(s) + 1 for s in word_corpus(random_corpus(12, 34, 5, 9, 5, 0.5)))
     curve = (tmp_path / "plots/pretrain/perplexity.csv").read_text().splitlines()
-    assert curve[0] == "step,valid_ppl,valid_ppl_fwd,valid_ppl_bwd" and [r.split(",")[0] for r in curve[1:]] == ["25", "50", "75", "100"]
+    assert curve[0] == "step,valid_ppl,valid_ppl_fwd,valid_ppl_bwd"
+    assert [r.split(",")[0] for r in curve[1:]] == ["25", "50", "75", "100"]
     first, last = float(curve[1].split(",")[1]), float(curve[-1].split(",")[1])
     assert first > 5 and last < 1.6
     loss = (tmp_path / "plots/pretrain/loss.csv").read_text().splitlines()
@@ -202,7 +203,8 @@ class Crash(RuntimeError):
 
 @pytest.mark.parametrize("crash_at, resumed_from", [(11, 9), (8, 6)])
 def test_resume_after_a_crash_ends_with_the_uninterrupted_weights(tmp_path: Path, random_data: Path, mlflow_db: Path,
-                                                                  monkeypatch, crash_at: int, resumed_from: int) -> None:
+                                                                  monkeypatch, crash_at: int,
+                                                                  resumed_from: int) -> None:
     """Sampled softmax + dropout (both random), 9 batches an epoch, 14 steps, checkpoints every 3,
     validation every 7. A crash in step 12 resumes at step 9 (the start of epoch 2), one in step 9
     at step 6 (mid-epoch, before a validation); both must end bit-identical to the run that
@@ -246,7 +248,8 @@ def test_resume_after_a_crash_ends_with_the_uninterrupted_weights(tmp_path: Path
     # the curves of the resumed run continue the interrupted one: one row per step, no gap
     rows = (b / "plots/pretrain/loss.csv").read_text().splitlines()[1:]
     assert [int(r.split(",")[0]) for r in rows] == list(range(1, 15))
-    assert [r.split(",")[1] for r in rows] == [r.split(",")[1] for r in (a / "plots/pretrain/loss.csv").read_text().splitlines()[1:]]
+    uninterrupted = (a / "plots/pretrain/loss.csv").read_text().splitlines()[1:]
+    assert [r.split(",")[1] for r in rows] == [r.split(",")[1] for r in uninterrupted]
 
 
 def test_dvc_plots_render_the_pretrain_curves(tmp_path: Path, repo_root: Path) -> None:
@@ -262,7 +265,8 @@ def test_dvc_plots_render_the_pretrain_curves(tmp_path: Path, repo_root: Path) -
     plots = tmp_path / "plots/pretrain"
     plots.mkdir(parents=True)
     (plots / "loss.csv").write_text("step,train_loss,lr,tokens_per_s\n10,7.9,0.001,900\n20,7.1,0.002,950\n")
-    (plots / "perplexity.csv").write_text("step,valid_ppl,valid_ppl_fwd,valid_ppl_bwd\n10,900,950,850\n20,600,610,590\n")
+    (plots / "perplexity.csv").write_text("step,valid_ppl,valid_ppl_fwd,valid_ppl_bwd\n"
+                                          "10,900,950,850\n20,600,610,590\n")
     env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
     run = lambda *a: subprocess.run([sys.executable, "-m", "dvc", *a], cwd=tmp_path, env=env,  # noqa: E731
                                     capture_output=True, text=True, timeout=120)

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from elmo.train.synthetic import random_corpus, word_corpus, write_workspace
+from helpers.synthetic import random_corpus, word_corpus, write_workspace
 
 
 def test_two_process_ddp_run_finishes(tmp_path: Path, repo_root: Path) -> None:
@@ -46,6 +46,6 @@ def test_two_process_ddp_run_finishes(tmp_path: Path, repo_root: Path) -> None:
     assert rows[0].startswith("step,") and [int(r.split(",")[0]) for r in rows[1:]] == [2, 4, 6, 8]
     from mlflow import MlflowClient
 
-    runs = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}").search_runs(
-        [e.experiment_id for e in MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}").search_experiments()])
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"  # only rank 0 opened a run

@@ -15,12 +15,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from test_registry_toy import sh
-
 from elmo.errors import StageError
 from elmo.params import ParamsError, load_params, parse_params
 from elmo.registry import champion, store
 from elmo.registry.lockfile import parse_lock
+from test_registry_toy import sh
 
 LOCK = """\
 schema: '2.0'
@@ -338,10 +337,9 @@ def test_cli_rollback_needs_a_registry_and_one_action(tmp_path: Path, monkeypatc
 
 
 def test_bilm_embedder_serves_elmo_layers_for_sentences_and_token_lists(tmp_path: Path) -> None:
-    from tiny_elmo import make_bilm_dir
-
     from elmo.registry.embedder import BiLMEmbedder
     from elmo.text import Tokenizer
+    from tiny_elmo import make_bilm_dir
 
     tokenizer = Tokenizer("mecab")
     embedder = BiLMEmbedder.load(make_bilm_dir(tmp_path, tokenizer, projection_dim=8))

@@ -184,7 +184,8 @@ def test_bad_inputs_are_named(tmp_path: Path) -> None:
     _expect(tmp_path, rf"{path}: field petition_idx 5 appears more than once \(row 0 .* and row 1")
     write_petitions(path, petition_idx=[1, None] + list(range(2, len(TEXTS))))
     _expect(tmp_path, rf"{path}: row 1 \(petitions_2020-01 line 2\): field petition_idx is null")
-    pl.read_parquet(tmp_path / "good.parquet").with_columns(pl.col("title").str.len_chars().alias("title")).write_parquet(path)
+    frame = pl.read_parquet(tmp_path / "good.parquet")
+    frame.with_columns(pl.col("title").str.len_chars().alias("title")).write_parquet(path)
     _expect(tmp_path, rf"{path}: column title has type")
     assert not (tmp_path / "data/processed").exists()
 

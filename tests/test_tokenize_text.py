@@ -7,8 +7,7 @@ import random
 import pytest
 
 from elmo.errors import StageError
-from elmo.text import Tokenizer
-from elmo.text import sanitize as sanitize_mod
+from elmo.text import Tokenizer, sanitize as sanitize_mod
 from elmo.text.sanitize import lines, sanitize
 from elmo.text.sentences import split_sentences
 
@@ -31,7 +30,8 @@ def test_sanitize_removes_controls_and_normalises_space() -> None:
 
 def test_sanitize_fast_path_matches_definition() -> None:
     rng = random.Random(0)
-    alphabet = list("청원합니다 abc123.?!😀ㅋ") + ["\u200b", "\u00a0", "\u3000", "\t", "\n", "\x00", "\u2028", "\u1100", "\u1161", "\u00ad", "  "]
+    alphabet = list("청원합니다 abc123.?!😀ㅋ") + ["\u200b", "\u00a0", "\u3000", "\t", "\n", "\x00", "\u2028",
+                                                "\u1100", "\u1161", "\u00ad", "  "]
     for _ in range(2000):
         text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
         assert sanitize(text) == _slow_sanitize(text), repr(text)
@@ -65,8 +65,10 @@ def test_sentence_rules(text: str, expected: list[str]) -> None:
 
 def test_tokenize_mecab_default() -> None:
     tok = Tokenizer()
-    assert tok.tokenize("영등포구청역에 있는 맛집 좀 알려주세요.") == ["영등포구청역", "에", "있", "는", "맛집", "좀", "알려", "주", "세요", "."]
-    assert Tokenizer(pos_tags=True).tokenize("맛집 알려주세요.") == ["맛집/NNG", "알려/VV+EC", "주/VX", "세요/EP+EF", "./SF"]
+    assert tok.tokenize("영등포구청역에 있는 맛집 좀 알려주세요.") == [
+        "영등포구청역", "에", "있", "는", "맛집", "좀", "알려", "주", "세요", "."]
+    assert Tokenizer(pos_tags=True).tokenize("맛집 알려주세요.") == [
+        "맛집/NNG", "알려/VV+EC", "주/VX", "세요/EP+EF", "./SF"]
     assert tok.tokenize("   ") == []
 
 

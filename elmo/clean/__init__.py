@@ -9,7 +9,8 @@
 
 from elmo.clean.normalize import Normalizer, normalize_text
 from elmo.clean.schema import OUTPUT_COLUMNS, REASONS, Rejection, parse_record
-from elmo.clean.split import SPLITS, split_of
+from elmo.clean.split import split_of
+from elmo.contracts import SPLITS
 
 __all__ = [
     "Normalizer",

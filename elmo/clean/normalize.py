@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from elmo.params.clean import CleanParams, check_pattern
+
 ZERO_WIDTH = r"[\u200B-\u200F\u2060-\u2064\uFEFF\u00AD\u202A-\u202E\u2066-\u2069]"
 CONTROL = r"[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]"
 SPACES = r"[^\S ]\s*| \s+"  # a whitespace run other than a lone space (those stay as they are)
@@ -39,17 +41,6 @@ COUNT_KEYS = (
     "moderator_notices_removed",  # notices
     "masked_spans",  # spans replaced by the placeholder
 )
-
-
-def check_pattern(pattern: str, what: str) -> None:
-    """``ValueError`` unless ``pattern`` is a polars (Rust) regex that cannot match ''."""
-    try:
-        matches_empty = pl.Series([""]).str.contains(pattern).item()
-    except pl.exceptions.PolarsError as err:
-        first = str(err).strip().splitlines()
-        raise ValueError(f"{what}: not a valid (Rust syntax) regular expression: {' '.join(first[:4])}") from None
-    if matches_empty:
-        raise ValueError(f"{what}: the pattern matches the empty string")
 
 
 def _unescape_nfc(s: pl.Series, counts: Counter) -> pl.Series:
@@ -128,8 +119,6 @@ class Normalizer:
 def normalize_texts(texts: list[str], params=None) -> list[str]:
     """Normalise plain strings with the ``clean`` params (defaults when None)."""
     if params is None:
-        from elmo.params.clean import CleanParams
-
         params = CleanParams()
     return Normalizer.from_params(params).texts(texts)
 

@@ -32,7 +32,8 @@ def manifest_files(in_dir: Path) -> list[tuple[str, dict]]:
             raise StageError(f"{path}: files.{name}: not a month file name (petitions_YYYY-MM)")
     stray = sorted(p.name for p in in_dir.iterdir() if MONTH_FILE_RE.fullmatch(p.name) and p.name not in files)
     if stray:
-        raise StageError(f"{in_dir}: {', '.join(stray)} not in {MANIFEST_NAME}; rerun `elmo crawl` (it keeps both in step)")
+        raise StageError(f"{in_dir}: {', '.join(stray)} not in {MANIFEST_NAME}; "
+                         "rerun `elmo crawl` (it keeps both in step)")
     if not files:
         raise StageError(f"{path}: lists no month files")
     return [(name, files[name]) for name in sorted(files)]

@@ -7,16 +7,9 @@ on its id, the salt and the fractions, so adding or removing months never moves 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 
-SPLITS = ("train", "valid", "test")
-
-
-def unit_hash(key: int | str, salt: str) -> float:
-    """A stable fraction in [0, 1) for ``key`` (a petition_idx, or any record id: UTF-8 encoded)."""
-    digest = hashlib.sha256(f"{salt}:{key}".encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") / 2.0**64
+from elmo.stable_hash import unit_hash
 
 
 def split_of(petition_idx: int, valid_fraction: float, test_fraction: float, salt: str) -> str:

@@ -10,26 +10,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+
+from elmo.sources import source_kind  # the one definition (params validate sources with it too)
 
 LISTING_NAME = "files"
 MONTH_FILE_RE = re.compile(r"petitions_(\d{4}-(?:0[1-9]|1[0-2]))")
-
-
-def source_kind(url_or_path: str) -> str:
-    """``"http"`` for an http(s) URL, ``"local"`` for a path; ``ValueError`` for anything else."""
-    text = str(url_or_path)
-    if not text.strip():
-        raise ValueError("empty source")
-    parts = urlsplit(text)
-    scheme = parts.scheme.lower()
-    if scheme in ("http", "https"):
-        if not parts.netloc:
-            raise ValueError(f"{text!r}: a URL needs a host")
-        return "http"
-    if scheme == "" or (len(scheme) == 1 and text[1:2] == ":"):  # plain path (or a drive letter)
-        return "local"
-    raise ValueError(f"{text!r}: only http, https and local paths are accepted (not {scheme}://)")
 
 
 def month_of(name: str) -> str:

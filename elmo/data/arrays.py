@@ -132,13 +132,15 @@ class SentenceArrays:
                 try:
                     arrays[key] = np.load(self.dir / name, mmap_mode="r")
                 except (ValueError, OSError) as err:
-                    raise StageError(f"{self.dir / name}: not a readable .npy array ({err}); rebuild with `elmo vocab`") from None
+                    raise StageError(f"{self.dir / name}: not a readable .npy array ({err}); "
+                                     "rebuild with `elmo vocab`") from None
             # The type tables are small and hit at random: keep them in memory as the collate dtypes.
             arrays["type_chars"] = np.ascontiguousarray(arrays["type_chars"], dtype=np.int64)
             arrays["type_words"] = np.ascontiguousarray(arrays["type_words"], dtype=np.int64)
             n = self.meta["splits"][self.split]
             if len(arrays["offsets"]) != n["sentences"] + 1 or len(arrays["tokens"]) != n["tokens"]:
-                raise StageError(f"{self.dir}: {self.split} arrays do not match {ARRAYS_JSON}; rebuild with `elmo vocab`")
+                raise StageError(f"{self.dir}: {self.split} arrays do not match {ARRAYS_JSON}; "
+                                 "rebuild with `elmo vocab`")
             self._arrays = arrays
         return self._arrays
 

@@ -31,7 +31,8 @@ class BucketBatchSampler(Sampler[list[int]]):
                  max_tokens: int | None = None, shuffle: bool = True, seed: int = 0,
                  pool_batches: int = 100, drop_last: bool = False) -> None:
         if (batch_size is None) == (max_tokens is None):
-            raise ValueError("give exactly one of batch_size (sentences per batch) or max_tokens (padded tokens per batch)")
+            raise ValueError("give exactly one of batch_size (sentences per batch) "
+                             "or max_tokens (padded tokens per batch)")
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if max_tokens is not None and max_tokens < 3:

@@ -30,7 +30,7 @@ def read_parquet_checked(path: Path, columns: dict[str, type[pl.DataType] | pl.D
         raise StageError(f"{path}: empty file (0 bytes), expected a parquet file written by the {produced_by} stage")
     try:
         schema = pl.read_parquet_schema(path)
-    except Exception as err:  # noqa: BLE001 - polars/arrow raise several types for a bad file
+    except Exception as err:  # polars/arrow raise several types for a bad file
         raise StageError(f"{path}: not a readable parquet file ({type(err).__name__}: {str(err)[:200]})") from None
     missing = [c for c in columns if c not in schema]
     if missing:
@@ -41,7 +41,7 @@ def read_parquet_checked(path: Path, columns: dict[str, type[pl.DataType] | pl.D
     wanted = list(columns) + [c for c in optional if c in schema and c not in columns]
     try:
         df = pl.read_parquet(path, columns=wanted)
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         raise StageError(f"{path}: not a readable parquet file ({type(err).__name__}: {str(err)[:200]})") from None
     if df.height == 0 and not allow_empty:
         raise StageError(f"{path}: has no rows")

@@ -23,6 +23,7 @@ import torch
 
 from elmo.embed.scalar_mix import ScalarMix
 
+
 @dataclass
 class EmbedOutput:
     tokens: list[list[str]]
@@ -39,7 +40,8 @@ def resolve_model_dir(path_or_uri: str | Path) -> Path:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=text))
         found = sorted(p.parent for p in local.rglob("config.json") if (p.parent / "weights.safetensors").is_file())
         if not found:
-            raise FileNotFoundError(f"{text}: no saved biLM (config.json + weights.safetensors) in the model's artifacts")
+            raise FileNotFoundError(f"{text}: no saved biLM (config.json + weights.safetensors) "
+                                    "in the model's artifacts")
         return found[0]
     path = Path(text)
     if not path.is_dir():

@@ -5,8 +5,9 @@ stacks, one tied output softmax.
 * :mod:`elmo.model.highway` and :mod:`elmo.model.char_cnn` — the token encoder,
 * :mod:`elmo.model.bilm` — :class:`BiLM` (``forward``, ``layer_outputs``, ``loss``, save/load),
 * :mod:`elmo.model.softmax` — full, sampled and adaptive output layers,
-* :mod:`elmo.model.files` — the saved-model directory (config.json, weights.safetensors, vocab/),
-* :mod:`elmo.model.flops` — analytic FLOPs per token (benchmarks).
+* :mod:`elmo.model.files` — the saved-model directory (config.json, weights.safetensors, vocab/).
+
+(Analytic FLOPs per token are in benchmarks/flops.py; test helpers in tests/helpers/.)
 """
 
 from elmo.model.bilm import BiLM, BiLMOutput, LMLoss

@@ -168,7 +168,7 @@ class BiLM(nn.Module):
         """Rebuild a saved biLM (no pickle), in eval mode."""
         from elmo.model.files import load_bilm
 
-        return load_bilm(directory, map_location=map_location)
+        return load_bilm(directory, map_location=map_location, model_class=BiLM)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

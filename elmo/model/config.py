@@ -80,7 +80,8 @@ class BiLMConfig:
             raise bad("softmax", f"one of {SOFTMAX_KINDS}, got {self.softmax!r}")
         if self.n_samples < 1:
             raise bad("n_samples", f"must be positive, got {self.n_samples}")
-        if list(self.adaptive_cutoffs) != sorted(set(self.adaptive_cutoffs)) or any(c <= 0 for c in self.adaptive_cutoffs):
+        cutoffs = list(self.adaptive_cutoffs)
+        if cutoffs != sorted(set(cutoffs)) or any(c <= 0 for c in cutoffs):
             raise bad("adaptive_cutoffs", f"must be increasing positive ids, got {list(self.adaptive_cutoffs)}")
         if self.adaptive_div_value <= 0:
             raise bad("adaptive_div_value", f"must be positive, got {self.adaptive_div_value}")

@@ -14,15 +14,11 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
 from elmo.io import atomic_path
 from elmo.model.config import BiLMConfig
-
-if TYPE_CHECKING:
-    from elmo.model.bilm import BiLM
 
 FORMAT = "elmo-ko/bilm"
 FORMAT_VERSION = 1
@@ -31,7 +27,7 @@ WEIGHTS_FILE = "weights.safetensors"
 VOCAB_SUBDIR = "vocab"
 
 
-def save_bilm(model: BiLM, directory: str | Path, *, vocab_dir: str | Path | None = None,
+def save_bilm(model: torch.nn.Module, directory: str | Path, *, vocab_dir: str | Path | None = None,
               meta: dict | None = None) -> Path:
     from safetensors.torch import save_file
 
@@ -76,7 +72,8 @@ def read_config(directory: str | Path) -> dict:
         raise ValueError(f"{path}: field format is {doc.get('format') if isinstance(doc, dict) else doc!r}, "
                          f"expected {FORMAT!r}")
     if doc.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: field format_version is {doc.get('format_version')!r}, this code reads {FORMAT_VERSION}")
+        raise ValueError(f"{path}: field format_version is {doc.get('format_version')!r}, "
+                         f"this code reads {FORMAT_VERSION}")
     try:
         doc["config"] = BiLMConfig.from_dict(doc.get("config") or {})
     except (TypeError, ValueError) as err:
@@ -90,11 +87,12 @@ def vocab_dir(directory: str | Path) -> Path | None:
     return Path(directory) / rel if rel else None
 
 
-def load_bilm(directory: str | Path, map_location: str | torch.device = "cpu") -> BiLM:
+def load_bilm(directory: str | Path, map_location: str | torch.device = "cpu", *,
+              model_class: type[torch.nn.Module]) -> torch.nn.Module:
+    """Rebuild the biLM saved in ``directory`` as ``model_class`` (``BiLM.load`` passes
+    :class:`elmo.model.bilm.BiLM`: this module does not import bilm, so the two have no cycle)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
-
-    from elmo.model.bilm import BiLM
 
     directory = Path(directory)
     doc = read_config(directory)
@@ -105,7 +103,7 @@ def load_bilm(directory: str | Path, map_location: str | torch.device = "cpu") -
         state = load_file(str(weights), device=str(map_location))
     except (SafetensorError, OSError) as err:
         raise ValueError(f"{weights}: not a readable safetensors file: {err}") from None
-    model = BiLM(doc["config"])
+    model = model_class(doc["config"])
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]

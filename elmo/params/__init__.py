@@ -14,24 +14,23 @@ Usage::
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
-
-import warnings
 
 import yaml
 from pydantic import ValidationError
 
 from elmo.params.base import ParamsError, Section
-from elmo.params.crawl import CrawlParams
 from elmo.params.clean import CleanParams
-from elmo.params.tokenize import TokenizeParams
-from elmo.params.vocab import VocabParams
-from elmo.params.pretrain import PretrainParams
+from elmo.params.crawl import CrawlParams
 from elmo.params.finetune import FinetuneParams
-from elmo.params.register import RegisterParams
 from elmo.params.flows import FlowsParams
 from elmo.params.mlflow import MlflowParams
+from elmo.params.pretrain import PretrainParams
+from elmo.params.register import RegisterParams
+from elmo.params.tokenize import TokenizeParams
+from elmo.params.vocab import VocabParams
 
 DEFAULT_PARAMS_FILE = "params.yaml"
 

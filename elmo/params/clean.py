@@ -17,6 +17,23 @@ DEFAULT_MODERATOR_NOTICES = [
 DEFAULT_MASK_PATTERN = r"[*＊○◯]*(?:[*＊]{2}|[○◯]{2}|[xX]{3,})[*＊○◯]*"
 
 
+def check_pattern(pattern: str, what: str) -> None:
+    """``ValueError`` unless ``pattern`` is a polars (Rust) regex that cannot match ''.
+
+    Here rather than in elmo.clean.normalize (which uses it too) so that params never import the
+    stages' code: validating params.yaml must not make every stage depend on elmo/clean.
+    """
+    import polars as pl
+
+    try:
+        matches_empty = pl.Series([""]).str.contains(pattern).item()
+    except pl.exceptions.PolarsError as err:
+        first = str(err).strip().splitlines()
+        raise ValueError(f"{what}: not a valid (Rust syntax) regular expression: {' '.join(first[:4])}") from None
+    if matches_empty:
+        raise ValueError(f"{what}: the pattern matches the empty string")
+
+
 class CleanParams(Section):
     in_dir: str = "data/raw/petitions"
     out_parquet: str = "data/interim/petitions.parquet"
@@ -32,8 +49,6 @@ class CleanParams(Section):
     @field_validator("moderator_notices")
     @classmethod
     def _notices_compile(cls, value: list[str]) -> list[str]:
-        from elmo.clean.normalize import check_pattern
-
         for i, pattern in enumerate(value):
             check_pattern(pattern, f"item {i}")
         return value
@@ -41,8 +56,6 @@ class CleanParams(Section):
     @field_validator("mask_pattern")
     @classmethod
     def _mask_compiles(cls, value: str) -> str:
-        from elmo.clean.normalize import check_pattern
-
         check_pattern(value, "mask_pattern")
         return value
 

@@ -6,7 +6,7 @@ import re
 
 from pydantic import Field, field_validator, model_validator
 
-from elmo.params.base import Section
+from elmo.params.retry import RetryParams
 
 PUBLIC_ARCHIVE = "https://raw.githubusercontent.com/lovit/petitions_archive/master/"
 MONTH_RE = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
@@ -18,7 +18,7 @@ def _check_month(value: str | None) -> str | None:
     return value
 
 
-class CrawlParams(Section):
+class CrawlParams(RetryParams):  # + timeout_s, retries, backoff_base_s, backoff_max_s, retry_after_max_s
     source: str = PUBLIC_ARCHIVE  # http(s) base URL or local directory in the archive layout
     out_dir: str = "data/raw/petitions"
     months: list[str] | None = None  # explicit month list (YYYY-MM); null = every file in `files`
@@ -26,16 +26,11 @@ class CrawlParams(Section):
     month_to: str | None = None
     allow_missing_months: bool = False  # a listed month that 404s fails the stage unless true
     concurrency: int = Field(4, ge=1, le=64)
-    timeout_s: float = Field(30.0, gt=0)
-    retries: int = Field(5, ge=0)
-    backoff_base_s: float = Field(0.5, ge=0)
-    backoff_max_s: float = Field(30.0, ge=0)
-    retry_after_max_s: float = Field(300.0, ge=0)  # a longer Retry-After gives up instead of waiting
 
     @field_validator("source")
     @classmethod
     def _source_scheme(cls, value: str) -> str:
-        from elmo.crawl.source import source_kind
+        from elmo.sources import source_kind
 
         source_kind(value)  # raises ValueError for anything but http(s) or a local path
         return value

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from elmo.params.base import Section
+from elmo.params.retry import RetryParams
 
 KLUE_YNAT = "https://raw.githubusercontent.com/KLUE-benchmark/KLUE/main/klue_benchmark/ynat-v1.1/"
 
@@ -23,7 +24,7 @@ COMPARISONS = ("tfidf_lr", "no_elmo", "random_bilm", "elmo_no_gamma", "elmo", "e
 BILM_MODES = ("frozen", "adapted", "unfrozen", "adapted_unfrozen")
 
 
-class TaskDataParams(Section):
+class TaskDataParams(RetryParams):  # + timeout_s, retries, backoff_base_s, backoff_max_s, retry_after_max_s
     name: str = "ynat"
     # http(s) base URL or local directory holding train_file and dev_file (the KLUE layout).
     # Offline mirror: `make pipeline MIRROR=../shared/data` points it at 127.0.0.1.
@@ -42,11 +43,6 @@ class TaskDataParams(Section):
     # A dev label that never occurs in train cannot be predicted: stop, or count and skip those records.
     unseen_dev_labels: Literal["error", "skip"] = "error"
     data_dir: str = "data/task/ynat"  # fetch_task writes the two files and manifest.json here
-    timeout_s: float = Field(30.0, gt=0)
-    retries: int = Field(5, ge=0)
-    backoff_base_s: float = Field(0.5, ge=0)
-    backoff_max_s: float = Field(30.0, ge=0)
-    retry_after_max_s: float = Field(300.0, ge=0)
 
 
 class TaskModelParams(Section):
@@ -73,14 +69,14 @@ class TaskModelParams(Section):
 
 
 class TrainParams(Section):
-    batch_size: int = Field(64, ge=1)
-    lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(2e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
-    max_epochs: int = Field(8, ge=1)
-    patience: int = Field(2, ge=1)  # epochs without a better dev macro-F1 before stopping
+    max_epochs: int = Field(20, ge=1)
+    patience: int = Field(3, ge=1)  # epochs without a better dev macro-F1 before stopping
     # The learning rate is multiplied by this after every epoch without a better dev macro-F1
     # (reduce on plateau; 1 = constant): the epochs before early stopping take smaller steps.
-    lr_decay: float = Field(1.0, gt=0, le=1)
+    lr_decay: float = Field(0.5, gt=0, le=1)
     grad_clip: float = Field(5.0, gt=0)
     # Wall-clock budget per trained model: no new epoch starts when the last one would end past it
     # (0 = none). Keeps the whole run (main model + comparisons) within a known time on slow machines.

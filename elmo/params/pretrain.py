@@ -3,8 +3,9 @@
 ``pretrain.preset`` picks one of ``pretrain.presets`` — each a model shape (``model``) and the way
 to train it (``train``): ``tiny`` (tests, seconds), ``small`` (the CPU default: minutes on 2 cores,
 bounded by ``train.max_minutes``) and ``full`` (the paper's size, for GPUs). Keys a preset leaves
-out keep the built-in preset's value (the ``_tiny``/``_small``/``_full`` functions below). ``pretrain.trainer`` says where it runs (Lightning's accelerator,
-devices, num_nodes, strategy, precision), not what it computes.
+out keep the built-in preset's value (the ``_tiny``/``_small``/``_full`` functions below).
+``pretrain.trainer`` says where it runs (Lightning's accelerator, devices, num_nodes, strategy,
+precision), not what it computes.
 """
 
 from __future__ import annotations
@@ -13,11 +14,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from elmo.params.base import Section
-
-# Keys that change how the stage runs but never what it writes (dvc.yaml leaves them out of the
-# stage's params, so changing them does not rerun it; tests/test_pretrain_params.py keeps it in sync).
-RUNTIME_ONLY = ("trainer.threads", "resume", "checkpoint_dir")
+from elmo.params.base import Section, runtime_only, runtime_only_keys
 
 
 class ModelParams(Section):
@@ -51,14 +48,16 @@ class ModelParams(Section):
 class TrainParams(Section):
     """Optimisation and its budget. The run ends at the first of max_steps, max_epochs, max_minutes."""
 
-    batch_tokens: int = Field(4096, ge=3)  # padded positions (sentences x longest, with <bos>/<eos>) per batch and device
+    # padded positions (sentences x longest, with <bos>/<eos>) per batch and device
+    batch_tokens: int = Field(4096, ge=3)
     optimizer: Literal["adam", "adamw", "adagrad", "sgd"] = "adam"
     lr: float = Field(1e-3, gt=0)
     betas: tuple[float, float] = (0.9, 0.999)  # adam/adamw
     eps: float = Field(1e-8, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     momentum: float = Field(0.0, ge=0, lt=1)  # sgd
-    schedule: Literal["constant", "linear", "cosine"] = "linear"  # after warmup, decays to min_lr_ratio x lr at max_steps
+    # after warmup, decays to min_lr_ratio x lr at max_steps
+    schedule: Literal["constant", "linear", "cosine"] = "linear"
     warmup_steps: int = Field(0, ge=0)
     min_lr_ratio: float = Field(0.1, ge=0, le=1)
     grad_clip: float = Field(5.0, gt=0)  # max global L2 norm of the gradient (LSTMs still explode)
@@ -67,7 +66,8 @@ class TrainParams(Section):
     max_minutes: float | None = Field(None, gt=0)  # wall-clock budget of the training loop (resumes count it)
     val_every_steps: int = Field(500, ge=1)  # validation (exact softmax) and best-checkpoint cadence
     val_batches: int | None = Field(20, ge=1)  # batches of the valid split per validation during training (null: all)
-    eval_max_tokens: int | None = Field(None, ge=1)  # final valid/test perplexity on at most this many tokens per split (null: all)
+    # final valid/test perplexity on at most this many tokens per split (null: all)
+    eval_max_tokens: int | None = Field(None, ge=1)
     checkpoint_every_steps: int = Field(200, ge=1)
     log_every_steps: int = Field(10, ge=1)
 
@@ -86,7 +86,7 @@ class TrainerParams(Section):
     num_nodes: int = Field(1, ge=1)
     strategy: Literal["auto", "ddp", "ddp_find_unused_parameters_true"] = "auto"  # auto: ddp when more than one process
     precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed"] = "auto"  # auto: bf16-mixed on a GPU, else 32-true
-    threads: int = Field(0, ge=0)  # torch threads per process; 0 = the usable cores / processes per node
+    threads: int = runtime_only(0, ge=0)  # torch threads per process; 0 = the usable cores / processes per node
 
 
 def _tiny() -> PresetParams:
@@ -129,10 +129,10 @@ class PretrainParams(Section):
     vocab_dir: str = "data/processed/vocab"  # what the vocab stage writes (vocab.out_dir)
     arrays_dir: str = "data/processed/arrays"  # ... and its training arrays (vocab.arrays_dir)
     out_dir: str = "models/bilm"  # config.json, weights.safetensors, vocab/
-    checkpoint_dir: str = "models/checkpoints/bilm"  # last.ckpt, best.ckpt, periodic ones; not a DVC output
+    checkpoint_dir: str = runtime_only("models/checkpoints/bilm")  # last/best/periodic checkpoints; not a DVC output
     metrics: str = "metrics/pretrain.json"
     plots_dir: str = "plots/pretrain"  # loss.csv, perplexity.csv (dvc plots)
-    resume: bool = True  # continue an interrupted run of the same config, data and code from its last checkpoint
+    resume: bool = runtime_only(True)  # continue an interrupted run of the same config, data and code
     preset: str = "small"  # a name under presets: tiny, small, full, or one you add
     presets: dict[str, PresetParams] = Field(
         default_factory=lambda: {"tiny": _tiny(), "small": _small(), "full": _full()})
@@ -147,7 +147,8 @@ class PretrainParams(Section):
             merged = {name: p.model_dump() for name, p in builtin.items()}
             for name, given in data["presets"].items():
                 base = builtin.get(name)
-                merged[name] = _deep_merge(base.model_dump(), given) if base is not None and isinstance(given, dict) else given
+                merge = base is not None and isinstance(given, dict)
+                merged[name] = _deep_merge(base.model_dump(), given) if merge else given
             data = {**data, "presets": merged}
         return data
 
@@ -160,3 +161,9 @@ class PretrainParams(Section):
     @property
     def selected(self) -> PresetParams:
         return self.presets[self.preset]
+
+
+# Keys that change how the stage runs but never what it writes (dvc.yaml leaves them out of the
+# stage's params, so changing them does not rerun it; tests/test_pretrain.py and
+# tests/test_runtime_only.py check that, and that the checkpoint fingerprint leaves them out).
+RUNTIME_ONLY = runtime_only_keys(PretrainParams)

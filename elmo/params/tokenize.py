@@ -6,11 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from elmo.params.base import Section
-
-# Keys that change how the stage runs but never what it writes (dvc.yaml leaves them out of the
-# stage's params, so changing them does not rerun it; a test checks the list stays in sync).
-RUNTIME_ONLY = ("workers",)
+from elmo.params.base import Section, runtime_only, runtime_only_keys
 
 
 class TokenizeParams(Section):
@@ -25,4 +21,9 @@ class TokenizeParams(Section):
     # A sentence longer than this many tokens is cut into pieces (after its last sentence-final
     # ending in the window when there is one in the window's second half, else hard at the limit).
     max_sentence_tokens: int = Field(100, ge=8, le=10_000)
-    workers: int = Field(0, ge=0, le=256)  # processes; 0 = every core this process may use
+    workers: int = runtime_only(0, ge=0, le=256)  # processes; 0 = every core this process may use
+
+
+# Keys that change how the stage runs but never what it writes (dvc.yaml leaves them out of the
+# stage's params, so changing them does not rerun it; tests/test_tokenize_dvc.py checks that).
+RUNTIME_ONLY = runtime_only_keys(TokenizeParams)

@@ -59,7 +59,7 @@ def session(root: Path) -> Iterator[object]:
 
 def reload(repo) -> None:
     """Forget what DVC read from dvc.yaml/dvc.lock/params (after rollback rewrote them)."""
-    repo._reset()  # noqa: SLF001 - what lock_repo itself does; the pinned DVC's way to re-read
+    repo._reset()  # what lock_repo itself does; the pinned DVC's way to re-read
 
 
 def _rel(repo, out) -> str:
@@ -86,7 +86,7 @@ def _object_missing(odb, hash_info) -> bool:
     if hash_info.isdir:
         try:
             tree = Tree.load(odb, hash_info)
-        except Exception:  # noqa: BLE001 - an unreadable .dir object counts as missing
+        except Exception:  # an unreadable .dir object counts as missing
             return True
         return any(not odb.exists(hi.value) for _key, _meta, hi in tree)
     return False

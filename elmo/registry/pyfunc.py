@@ -89,7 +89,7 @@ class DirModel(mlflow.pyfunc.PythonModel):
 
     # The schema is the explicit signature (signature() below); under it MLflow hands predict a
     # DataFrame. The hint says so (and tells MLflow not to infer a schema from hints).
-    def predict(self, context, model_input: pd.DataFrame, params=None):  # noqa: ARG002 - pyfunc signature
+    def predict(self, context, model_input: pd.DataFrame, params=None):  # pyfunc signature
         items = to_items(model_input, self._column, self._input_type)
         results = list(self._model.predict(items))
         if len(results) != len(items):
@@ -151,7 +151,7 @@ def smoke_test(model_uri: str, example: list, *, input_column: str, input_type: 
         model = mlflow.pyfunc.load_model(model_uri)
         data = example if input_type == "string" else pd.DataFrame({input_column: example})
         results = list(model.predict(data))
-    except Exception as err:  # noqa: BLE001 - whatever the loader raises, say which model failed
+    except Exception as err:  # whatever the loader raises, say which model failed
         raise StageError(f"the logged model {model_uri} does not load or predict: {type(err).__name__}: {err}") from err
     if len(results) != len(example):
         raise StageError(f"{model_uri}: {len(results)} answers for {len(example)} example inputs")

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -278,7 +277,7 @@ def _restore(root: Path, repo, commit: str, files: set[str]) -> tuple[list[str],
             _put(root / f, content)
         try:
             dvcrepo.checkout(repo)
-        except Exception:  # noqa: BLE001 - the original error is the one to report
+        except Exception:  # the original error is the one to report
             pass
         raise
 
@@ -372,7 +371,8 @@ def format_versions(rows: list[dict[str, Any]], params: Params) -> str:
         if not mine:
             lines.append("  no versions registered yet")
             continue
-        header = ["version", p.alias, "workspace", spec.metric, "registered", "code", "data commit", "model md5", "data"]
+        header = ["version", p.alias, "workspace", spec.metric, "registered", "code", "data commit", "model md5",
+                  "data"]
         table = [header]
         for r in mine:
             value = "-" if r["value"] is None else f"{r['value']:.6g}"

@@ -125,7 +125,7 @@ def history(client, name: str) -> list[dict[str, Any]]:
     try:
         raw = (client.get_registered_model(name).tags or {}).get(HISTORY_TAG, "[]")
         value = json.loads(raw)
-    except Exception:  # noqa: BLE001 - a missing model or a hand-edited tag: no history
+    except Exception:  # a missing model or a hand-edited tag: no history
         return []
     return value if isinstance(value, list) else []
 

@@ -28,7 +28,8 @@ from tqdm import tqdm
 from elmo.clean.normalize import Normalizer
 from elmo.clean.reader import manifest_files, read_month, split_lines
 from elmo.clean.schema import OUTPUT_COLUMNS, REASONS, Rejection, parse_record
-from elmo.clean.split import SPLITS, assign_splits
+from elmo.clean.split import assign_splits
+from elmo.contracts import SPLITS
 from elmo.errors import StageError
 from elmo.io import atomic_path, atomic_write_json, atomic_write_text
 from elmo.params import Params

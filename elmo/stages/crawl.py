@@ -127,7 +127,8 @@ def _fetch_all(
         except NotFound as err:
             missing.append(name)
             if not p.allow_missing_months:
-                failures[name] = f"{err}: listed but missing at the source (crawl.allow_missing_months: true goes on without it)"
+                failures[name] = (f"{err}: listed but missing at the source "
+                                  "(crawl.allow_missing_months: true goes on without it)")
         except FetchError as err:
             failures[name] = str(err)
         else:

@@ -60,7 +60,8 @@ def run(params, root: Path) -> dict:
         try:
             res = fetch_file(url, out / name, verify=verify, policy=policy, previous=prev)
         except NotFound:
-            raise StageError(f"finetune.task: {url}: not found (check finetune.task.source and the file names)") from None
+            raise StageError(f"finetune.task: {url}: not found "
+                             "(check finetune.task.source and the file names)") from None
         except FetchError as err:
             raise StageError(f"finetune.task: {err}") from None
         files[name] = res.entry()

@@ -26,12 +26,18 @@ import sys
 import time
 from pathlib import Path
 
+from elmo.contracts import SPLITS
 from elmo.errors import StageError
 from elmo.io import atomic_write_json, atomic_write_text
 from elmo.model import BiLMConfig
-from elmo.params.pretrain import ModelParams
+from elmo.params.base import runtime_only_keys
+from elmo.params.pretrain import ModelParams, TrainerParams
 
-SPLITS = ("train", "valid", "test")
+
+def trainer_fingerprint(trainer: TrainerParams) -> dict:
+    """The trainer settings that belong in the checkpoint fingerprint: all but the runtime-only
+    ones (threads) and ``devices``, which the fingerprint records resolved, as ``world``."""
+    return trainer.model_dump(exclude={*runtime_only_keys(TrainerParams), "devices"})
 
 
 def model_config(model: ModelParams, vocab) -> BiLMConfig:
@@ -67,15 +73,27 @@ def run(params, root: Path) -> dict:
     import lightning as L
 
     from elmo.data.loader import SentenceDataset
-    from elmo.tracking import start_run
+    from elmo.tracking import client as tracking_client, log_results, start_run
     from elmo.train.callbacks import MetricSink, StepProgress, TrainingLog
-    from elmo.train.checkpoints import (FinalCheckpoint, checkpoint_callbacks, code_hash, fingerprint,
-                                        is_primary_process, prepare, select_weights)
+    from elmo.train.checkpoints import (
+        FinalCheckpoint,
+        checkpoint_callbacks,
+        code_hash,
+        fingerprint,
+        is_primary_process,
+        prepare,
+        select_weights,
+    )
     from elmo.train.datamodule import PretrainData, valid_batches
     from elmo.train.evaluate import split_perplexity
     from elmo.train.module import BiLMTask
-    from elmo.train.trainer import (build_trainer, processes_per_node, resolve_accelerator, resolve_precision,
-                                    set_threads)
+    from elmo.train.trainer import (
+        build_trainer,
+        processes_per_node,
+        resolve_accelerator,
+        resolve_precision,
+        set_threads,
+    )
     from elmo.vocab import Vocabulary
 
     p = params.pretrain
@@ -99,7 +117,7 @@ def run(params, root: Path) -> dict:
     world = processes_per_node(p.trainer, accelerator) * p.trainer.num_nodes
     fp_parts = {"config": config.to_dict(), "train": t.model_dump(), "seed": params.seed, "world": world,
                 "accelerator": accelerator,
-                "trainer": p.trainer.model_dump(exclude={"threads", "devices"}), "vocab_sha256": vocab.sha256,
+                "trainer": trainer_fingerprint(p.trainer), "vocab_sha256": vocab.sha256,
                 "arrays": meta, "code": code_hash()}
     fp = fingerprint(fp_parts)
     resume_from, ckpt_msg = prepare(ckpt_dir, fp, resume=p.resume, primary=primary)
@@ -133,9 +151,7 @@ def run(params, root: Path) -> dict:
                       "resumed_from": str(resume_from) if resume_from else None}
             mlrun = stack.enter_context(start_run(params.mlflow, root, stage="pretrain", params=logged))
             run_id = mlrun.info.run_id
-            from mlflow import MlflowClient
-
-            sink.attach(MlflowClient(), run_id)
+            sink.attach(tracking_client(), run_id)
         fit_start = time.time()
         trainer.fit(task, datamodule=dm, ckpt_path=str(resume_from) if resume_from else None, weights_only=False)
         fit_s = time.time() - fit_start
@@ -184,15 +200,13 @@ def run(params, root: Path) -> dict:
                           _csv(sink.valid_rows, ["step", "valid_ppl", "valid_ppl_fwd", "valid_ppl_bwd"]))
         atomic_write_json(root / p.metrics, metrics)
         if run_id is not None:
-            import mlflow
-
             flat = {f"final/{s}_{k}": v for s in ("valid", "test") for k, v in final[s].items()
                     if isinstance(v, float) and math.isfinite(v)}
-            mlflow.log_metrics(flat, step=trainer.global_step)
-            mlflow.set_tags({"elmo.fingerprint": fp, "elmo.preset": p.preset,
-                             "elmo.selected": f"{selected['from']}@{selected['step']}"})
-            for f in (plots_dir / "loss.csv", plots_dir / "perplexity.csv", root / p.metrics, out_dir / "config.json"):
-                mlflow.log_artifact(str(f))
+            log_results(flat, step=trainer.global_step,
+                        tags={"elmo.fingerprint": fp, "elmo.preset": p.preset,
+                              "elmo.selected": f"{selected['from']}@{selected['step']}"},
+                        files=[plots_dir / "loss.csv", plots_dir / "perplexity.csv", root / p.metrics,
+                               out_dir / "config.json"])
 
     return {"stage": "pretrain", "out_dir": str(out_dir), "metrics_file": str(root / p.metrics),
             "plots_dir": str(root / p.plots_dir), "checkpoints": ckpt_msg, "mlflow_run_id": run_id,

@@ -28,13 +28,13 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from elmo.contracts import SPLITS, TOKENIZER_FILE
 from elmo.data.tables import read_parquet_checked, row_label
 from elmo.errors import StageError
 from elmo.io import atomic_path, atomic_write_json
-from elmo.text.parallel import SPLITS, STAT_KEYS, merge_parts, resolve_workers, tokenize_to_parquet
+from elmo.text.parallel import STAT_KEYS, merge_parts, resolve_workers, tokenize_to_parquet
 from elmo.text.tokenizer import Tokenizer
 
-TOKENIZER_FILE = "tokenizer.json"
 FANOUT_SHARD_CHARS = 1_000_000  # characters per fan-out shard (plan_shards)
 
 
@@ -126,7 +126,8 @@ def plan_shards(params, root: Path) -> list[dict[str, Any]]:
     chars = df.select(pl.sum_horizontal([pl.col(f).str.len_chars().fill_null(0) for f in p.fields])).to_series()
     cum = np.cumsum(chars.to_numpy())
     n = max(1, math.ceil(int(cum[-1]) / FANOUT_SHARD_CHARS))
-    cuts = [0] + [min(int(np.searchsorted(cum, k * FANOUT_SHARD_CHARS)) + 1, df.height) for k in range(1, n)] + [df.height]
+    cuts = ([0] + [min(int(np.searchsorted(cum, k * FANOUT_SHARD_CHARS)) + 1, df.height) for k in range(1, n)]
+            + [df.height])
     bounds = [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
     return [{"index": i, "of": len(bounds), "start": a, "stop": b} for i, (a, b) in enumerate(bounds)]
 

@@ -17,15 +17,14 @@ from pathlib import Path
 import polars as pl
 from tqdm import tqdm
 
+from elmo.contracts import SPLITS, TOKENIZER_FILE, sentences_polars_schema
 from elmo.data.arrays import build_arrays
 from elmo.data.tables import read_parquet_checked
 from elmo.errors import StageError
 from elmo.io import atomic_write_json
-from elmo.text.parallel import SPLITS
 from elmo.vocab.build import build_vocabulary
 
-TOKENIZER_FILE = "tokenizer.json"
-COLUMNS = {"petition_idx": pl.Int64, "sentence_idx": pl.Int32, "tokens": pl.List(pl.Utf8)}
+COLUMNS = sentences_polars_schema()
 
 
 def read_sentences(path: Path, *, required: bool) -> pl.DataFrame:

@@ -94,7 +94,8 @@ class Classifier:
         directory = Path(directory)
         cfg_path = directory / "config.json"
         if not cfg_path.is_file():
-            raise FileNotFoundError(f"{cfg_path}: no such file (not a classifier directory; `elmo finetune` writes one)")
+            raise FileNotFoundError(f"{cfg_path}: no such file "
+                                    "(not a classifier directory; `elmo finetune` writes one)")
         try:
             doc = json.loads(cfg_path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as err:

@@ -35,7 +35,7 @@ class Trained:
 
 def heldout_split(records, fraction: float, salt: str) -> np.ndarray:
     """(N,) bool: which train records form the held-out slice (a stable hash of id, or text without one)."""
-    from elmo.clean.split import unit_hash
+    from elmo.stable_hash import unit_hash
 
     mask = np.array([unit_hash(r.id if r.id is not None else r.text, salt) < fraction for r in records])
     if mask.all() or not mask.any():  # a tiny train split: keep one record on each side
@@ -149,10 +149,10 @@ class Experiment:
                        patience=tp.patience, grad_clip=tp.grad_clip, seed=self.p.seed, lr_decay=tp.lr_decay,
                        max_seconds=tp.max_minutes * 60)
         if mode in UNFROZEN_MODES:
+            from elmo.model import vocab_dir
             from elmo.task.model import BiLMTaskModel
             from elmo.task.schedule import UnfreezePlan, bilm_layer_groups
             from elmo.vocab import Vocabulary
-            from elmo.model import vocab_dir
 
             u = self.f.unfreeze
             model = BiLMTaskModel(model, BiLM.load(bilm_dir), Vocabulary.load(vocab_dir(bilm_dir)))

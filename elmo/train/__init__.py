@@ -4,6 +4,7 @@
 * :mod:`elmo.train.datamodule` — the train/valid/test loaders over elmo/data's arrays,
 * :mod:`elmo.train.callbacks` — progress, throughput, gradient norms, MLflow and DVC plot logging,
 * :mod:`elmo.train.checkpoints` — periodic/best checkpoints and resuming an interrupted run,
-* :mod:`elmo.train.trainer` — the ``lightning.Trainer`` built from params (devices, DDP, precision),
-* :mod:`elmo.train.synthetic` — synthetic batches of the loader's shape (tests, benchmarks).
+* :mod:`elmo.train.trainer` — the ``lightning.Trainer`` built from params (devices, DDP, precision).
+
+(Synthetic batches of the loader's shape, for tests and benchmarks: tests/helpers/synthetic.py.)
 """

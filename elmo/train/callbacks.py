@@ -32,12 +32,9 @@ class MetricSink:
     def log(self, step: int, metrics: dict[str, float]) -> None:
         if self.client is None:
             return
-        from mlflow.entities import Metric
+        from elmo.tracking import log_metric_rows
 
-        now = int(time.time() * 1000)
-        batch = [Metric(key=k, value=float(v), timestamp=now, step=int(step)) for k, v in metrics.items()]
-        for i in range(0, len(batch), 1000):
-            self.client.log_batch(self.run_id, metrics=batch[i:i + 1000])
+        log_metric_rows(self.client, self.run_id, step, metrics)
 
 
 class TrainingLog(L.Callback):

@@ -22,7 +22,8 @@ def token_counts(sentences: pl.DataFrame) -> pl.DataFrame:
 
 
 def build_vocabulary(train: pl.DataFrame, *, min_count: int, max_size: int, char_unit: str,
-                     char_min_count: int, max_chars_per_token: int, tokenizer: dict[str, Any]) -> tuple[Vocabulary, pl.DataFrame]:
+                     char_min_count: int, max_chars_per_token: int,
+                     tokenizer: dict[str, Any]) -> tuple[Vocabulary, pl.DataFrame]:
     """The vocabulary of the train split, and its token counts (for the metrics)."""
     counts = token_counts(train)
     pairs = list(zip(counts["token"].to_list(), counts["count"].to_list()))

@@ -52,7 +52,8 @@ class CharVocab:
         if unit not in UNITS:
             raise StageError(f"vocab.char_unit: unknown unit {unit!r} (one of {', '.join(UNITS)})")
         if max_chars_per_token < 3:
-            raise StageError(f"vocab.max_chars_per_token must be at least 3 (<bow>, one unit, <eow>), got {max_chars_per_token}")
+            raise StageError("vocab.max_chars_per_token must be at least 3 (<bow>, one unit, <eow>), "
+                             f"got {max_chars_per_token}")
         self.unit = unit
         self.symbols = list(symbols)
         self.max_chars_per_token = int(max_chars_per_token)
@@ -61,7 +62,8 @@ class CharVocab:
         if len(self.index) != len(self.symbols):
             raise StageError("character vocabulary has duplicate entries")
         if self.size > np.iinfo(CHAR_DTYPE).max:
-            raise StageError(f"character vocabulary too large ({self.size} ids, at most {np.iinfo(CHAR_DTYPE).max}): raise vocab.char_min_count")
+            raise StageError(f"character vocabulary too large ({self.size} ids, at most "
+                             f"{np.iinfo(CHAR_DTYPE).max}): raise vocab.char_min_count")
 
     @property
     def size(self) -> int:
@@ -90,7 +92,8 @@ class CharVocab:
         return "".join(f"{s}\n" for s in (*CHAR_SPECIALS, *self.symbols))
 
     @classmethod
-    def from_text(cls, text: str, unit: str, max_chars_per_token: int, min_count: int = 1, where: str = "chars.txt") -> CharVocab:
+    def from_text(cls, text: str, unit: str, max_chars_per_token: int, min_count: int = 1,
+                  where: str = "chars.txt") -> CharVocab:
         lines = text.split("\n")
         if lines and lines[-1] == "":
             lines.pop()

@@ -103,10 +103,12 @@ class Vocabulary:
             if meta.get("format") != FORMAT:
                 raise StageError(f"{directory / VOCAB_JSON}: format {meta.get('format')!r}, this code reads {FORMAT}")
         except (json.JSONDecodeError, KeyError, TypeError) as err:
-            raise StageError(f"{directory / VOCAB_JSON}: not a vocabulary description ({type(err).__name__}: {err})") from None
+            raise StageError(f"{directory / VOCAB_JSON}: not a vocabulary description "
+                             f"({type(err).__name__}: {err})") from None
         words_text = (directory / WORDS_TXT).read_text(encoding="utf-8")
         chars_text = (directory / CHARS_TXT).read_text(encoding="utf-8")
-        words = WordVocab.from_text(words_text, wc.get("min_count", 1), wc.get("max_size"), where=str(directory / WORDS_TXT))
+        words = WordVocab.from_text(words_text, wc.get("min_count", 1), wc.get("max_size"),
+                                    where=str(directory / WORDS_TXT))
         chars = CharVocab.from_text(chars_text, cc["unit"], cc["max_chars_per_token"], cc.get("min_count", 1),
                                     where=str(directory / CHARS_TXT))
         vocab = cls(words, chars, tok)

@@ -22,7 +22,8 @@ PAD_ID, UNK_ID, BOS_ID, EOS_ID = range(4)
 
 
 class WordVocab:
-    def __init__(self, words: Sequence[str], counts: Sequence[int], min_count: int = 1, max_size: int | None = None) -> None:
+    def __init__(self, words: Sequence[str], counts: Sequence[int], min_count: int = 1,
+                 max_size: int | None = None) -> None:
         if tuple(words[:4]) != WORD_SPECIALS:
             raise StageError(f"word vocabulary must start with {' '.join(WORD_SPECIALS)}")
         self.words = list(words)
@@ -57,7 +58,8 @@ class WordVocab:
         return "".join(f"{w}\t{c}\n" for w, c in zip(self.words, self.counts))
 
     @classmethod
-    def from_text(cls, text: str, min_count: int = 1, max_size: int | None = None, where: str = "words.txt") -> WordVocab:
+    def from_text(cls, text: str, min_count: int = 1, max_size: int | None = None,
+                  where: str = "words.txt") -> WordVocab:
         words, counts = [], []
         for n, line in enumerate(text.split("\n")[:-1] if text.endswith("\n") else text.split("\n"), 1):
             word, sep, count = line.rpartition("\t")

@@ -10,7 +10,7 @@ so a test can tell exactly what ran. ``toy.yaml`` also has knobs to make stages 
 ``train.lr <= 0`` fails train with a message on stderr; ``prepare.flaky: N`` fails prepare on its
 first N attempts.
 
-    python -c "from flows.testing import make_toy_workspace; make_toy_workspace('/tmp/toy')"
+    cd tests && python -c "from helpers.toy_workspace import make_toy_workspace; make_toy_workspace('/tmp/toy')"
 """
 
 from __future__ import annotations
