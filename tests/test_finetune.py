@@ -41,6 +41,9 @@ def workspace(root: Path, repo_root: Path, bilm: Path, **finetune) -> Path:
     f["model"].update(word_dim=8, hidden=8, word_min_count=1)
     f["train"].update(batch_size=4, lr=0.01, max_epochs=3, patience=3, threads=1)
     f["tfidf"].update(min_df=1)
+    f["adapt"].update(max_steps=4, batch_tokens=128, heldout_sentences=2)
+    f["unfreeze"].update(max_epochs=2)
+    f["heldout_fraction"] = 0.25
     f["cache_dtype"] = "float32"
     for key, value in finetune.items():
         f[key] = value
@@ -99,17 +102,22 @@ def test_comparison_table_plots_and_mlflow(finetuned) -> None:
     root, _, _, _ = finetuned
     comp = json.loads((root / "metrics/finetune_comparison.json").read_text())
     names = [r["name"] for r in comp["rows"]]
-    assert names == ["tfidf_lr", "no_elmo", "elmo_no_gamma", "elmo", "elmo_in_out"]
+    assert names == ["tfidf_lr", "no_elmo", "random_bilm", "elmo", "adapted", "unfrozen", "main"]
     main = [r for r in comp["rows"] if r.get("is_main")]
-    assert [r["name"] for r in main] == ["elmo"] and main[0]["macro_f1"] == comp["main_macro_f1"]
+    assert [r["name"] for r in main] == ["main"] and main[0]["macro_f1"] == comp["main_macro_f1"]
+    # the ELMo half of the main model is the `adapted` row (trained once: the same fit)
+    adapted = next(r for r in comp["rows"] if r["name"] == "adapted")
+    assert (adapted["best_epoch"], adapted["epochs"]) == (main[0]["best_epoch"], main[0]["epochs"])
+    assert adapted["is_main"] is False
+    assert adapted["seconds"] == pytest.approx(main[0]["seconds"] - comp["rows"][0]["seconds"])
     table = (root / "metrics/finetune_comparison.md").read_text()
-    assert "| tfidf_lr |" in table and "**elmo** (main)" in table
+    assert "| tfidf_lr |" in table and "| main |" in table and "| random_bilm |" in table
     plots = root / "plots/finetune"
     hist = (plots / "history.csv").read_text().splitlines()
     assert hist[0].startswith("epoch,") and len(hist) == 4
     assert (plots / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     curves = sorted(p.name for p in (plots / "compare").iterdir())
-    assert curves == ["elmo.csv", "elmo_in_out.csv", "elmo_no_gamma.csv", "no_elmo.csv"]
+    assert curves == ["adapted.csv", "elmo.csv", "main.csv", "no_elmo.csv", "random_bilm.csv", "unfrozen.csv"]
     preds = (plots / "dev_predictions.csv").read_text().splitlines()
     assert preds[0] == "actual,predicted" and len(preds) == 7
     mlflow.set_tracking_uri("sqlite:///" + str(root / "mlflow.db"))
@@ -126,8 +134,9 @@ def test_second_run_reuses_the_cached_layers(finetuned, capsys) -> None:
     from elmo.cli import run_stage
 
     root, pfile, _, _ = finetuned
-    caches = sorted(p.name for p in (root / "data/cache/elmo").iterdir())
-    assert len(caches) == 3  # fit, held-out slice and dev
+    caches = sorted(p.name for p in (root / "data/cache/elmo").iterdir() if p.name != "random_bilm")
+    assert (root / "data/cache/elmo/random_bilm").is_dir()  # the untrained control biLM, saved once
+    assert len(caches) == 9  # fit, held-out slice and dev of the pretrained, random and adapted biLMs
     params = yaml.safe_load(pfile.read_text())
     params["finetune"]["compare"] = []  # only the main model; a config none of the variants matches
     params["finetune"]["model"]["elmo_layer_norm"] = True
@@ -137,7 +146,7 @@ def test_second_run_reuses_the_cached_layers(finetuned, capsys) -> None:
     capsys.readouterr()
     run_stage("finetune", str(again), root)
     assert "read from" in capsys.readouterr().out
-    assert sorted(p.name for p in (root / "data/cache/elmo").iterdir()) == caches
+    assert sorted(p.name for p in (root / "data/cache/elmo").iterdir() if p.name != "random_bilm") == caches
     comp = json.loads((root / "metrics/finetune_comparison.json").read_text())
     assert [(r["name"], r["is_main"]) for r in comp["rows"]] == [("main", True)]
 

@@ -22,6 +22,7 @@ KLUE_YNAT = "https://raw.githubusercontent.com/KLUE-benchmark/KLUE/main/klue_ben
 COMPARISONS = ("tfidf_lr", "no_elmo", "random_bilm", "elmo_no_gamma", "elmo", "elmo_in_out", "adapted", "unfrozen",
                "adapted_unfrozen")
 BILM_MODES = ("frozen", "adapted", "unfrozen", "adapted_unfrozen")
+DEFAULT_COMPARE = ("tfidf_lr", "no_elmo", "random_bilm", "elmo", "adapted", "unfrozen")
 
 
 class TaskDataParams(RetryParams):  # + timeout_s, retries, backoff_base_s, backoff_max_s, retry_after_max_s
@@ -109,9 +110,9 @@ class UnfreezeParams(Section):
     bilm_lr_scale: float = Field(1.0, gt=0)  # the top biLM group's lr relative to the head's
     factor: float = Field(2.6, ge=1)  # discriminative: each lower biLM group gets lr / factor
     gradual: bool = True  # one more biLM group (from the top) unfreezes each epoch
-    max_epochs: int = Field(5, ge=1)
-    patience: int = Field(5, ge=1)
-    max_minutes: float = Field(10.0, ge=0)  # per model (replaces train.max_minutes; 0 = no limit)
+    max_epochs: int = Field(4, ge=1)  # epoch 4 is the first with every biLM group unfrozen
+    patience: int = Field(4, ge=1)
+    max_minutes: float = Field(8.0, ge=0)  # per model (replaces train.max_minutes; 0 = no limit)
     cut_frac: float = Field(0.1, gt=0, lt=1)
     ratio: float = Field(32.0, ge=1)
 
@@ -119,7 +120,7 @@ class UnfreezeParams(Section):
 class BiLMModeParams(Section):
     # frozen: cached layers of the pretrained biLM | adapted: of the biLM adapted on the task text |
     # unfrozen: the pretrained biLM trains inside the classifier | adapted_unfrozen: both
-    mode: Literal["frozen", "adapted", "unfrozen", "adapted_unfrozen"] = "frozen"
+    mode: Literal["frozen", "adapted", "unfrozen", "adapted_unfrozen"] = "adapted"
 
 
 class EnsembleParams(Section):
@@ -173,7 +174,7 @@ class FinetuneParams(Section):
     ensemble: EnsembleParams = EnsembleParams()
     tfidf: TfidfParams = TfidfParams()
     compare: list[Literal["tfidf_lr", "no_elmo", "random_bilm", "elmo_no_gamma", "elmo", "elmo_in_out", "adapted",
-                          "unfrozen", "adapted_unfrozen"]] = Field(default_factory=lambda: list(COMPARISONS))
+                          "unfrozen", "adapted_unfrozen"]] = Field(default_factory=lambda: list(DEFAULT_COMPARE))
 
     @model_validator(mode="after")
     def _ngrams(self):
