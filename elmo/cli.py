@@ -23,8 +23,9 @@ ParamsOpt = typer.Option(DEFAULT_PARAMS_FILE, "--params", "-p", help="params fil
 
 
 def _fail(err: BaseException) -> None:
+    """Print ``err`` as one error message (no traceback) and exit 2 (130 for an interrupted stage)."""
     typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
+    raise typer.Exit(getattr(err, "exit_code", 2))
 
 
 def run_stage(name: str, params_file: str = DEFAULT_PARAMS_FILE, root: Path | None = None) -> dict:

@@ -6,7 +6,11 @@ temporary file, verified (every line a JSON object with the archive's keys), the
 ``concurrency`` at a time, with a progress bar for files and bytes. Incremental: a month whose
 bytes are unchanged at the source (HTTP validators, or sha256 for a local source) is not
 downloaded again and its manifest entry stays as it was. The output directory ends up holding
-exactly the selected months (stale month files are removed) plus ``manifest.json``.
+exactly the selected months plus ``manifest.json``: a month no longer selected is removed, but only
+if the manifest says crawl wrote it (a file crawl did not write is never deleted).
+
+Nothing in a local source is ever written or deleted: an ``out_dir`` that is the source, lies
+inside it or contains it is refused before anything is touched.
 
 Fails (StageError) if a month cannot be fetched or verified after the retries, or if a listed
 month is missing (404) and ``allow_missing_months`` is false — after finishing every other month,
@@ -31,7 +35,7 @@ from elmo.crawl.manifest import MANIFEST_NAME, Manifest
 from elmo.crawl.retry import RetryPolicy
 from elmo.crawl.source import LISTING_NAME, MONTH_FILE_RE, Source, month_file, month_of, parse_listing
 from elmo.crawl.verify import verify_month_file
-from elmo.errors import StageError
+from elmo.errors import Interrupted, StageError
 from elmo.params import Params
 from elmo.params.crawl import CrawlParams
 
@@ -158,6 +162,34 @@ def _fetch_all(
     return results, missing, failures
 
 
+def check_out_dir(src: Source, out: Path, p: CrawlParams) -> None:
+    """Refuse an ``out_dir`` that is, lies inside, or contains a local source (crawl would write or
+    delete files of the source)."""
+    if src.kind != "local":
+        return
+    source, target = Path(src.base).resolve(), out.resolve()
+    if target == source:
+        how = "is the same directory as"
+    elif source in target.parents:
+        how = "lies inside"
+    elif target in source.parents:
+        how = "contains"
+    else:
+        return
+    raise StageError(f"crawl.out_dir {p.out_dir!r} {how} crawl.source {p.source!r}; crawl never writes or "
+                     "deletes anything in its source: choose an out_dir outside it")
+
+
+def _interrupted(err: BaseException, manifest: Manifest, names: list[str], out: Path) -> Interrupted:
+    kept = sorted(n for n in names if n in manifest.files and (out / n).is_file())
+    left = {n: "not fetched (interrupted)" for n in names if n not in kept}
+    manifest.mark_incomplete("interrupted", left)
+    why = str(err) or "Ctrl-C"
+    return Interrupted(f"crawl: interrupted ({why}); kept {len(kept)} complete month(s) in {out} "
+                       f"({', '.join(month_of(n) for n in kept) or 'none'}), no partial file; "
+                       f"{len(left)} not fetched. A rerun resumes; clean refuses until then.")
+
+
 def run(params: Params, root: Path) -> dict[str, Any]:
     p = params.crawl
     try:
@@ -165,6 +197,7 @@ def run(params: Params, root: Path) -> dict[str, Any]:
     except ValueError as err:
         raise StageError(f"crawl.source: {err}") from None
     out = root / p.out_dir
+    check_out_dir(src, out, p)
     out.mkdir(parents=True, exist_ok=True)
     policy = RetryPolicy.from_params(p)
     t0 = time.monotonic()
@@ -176,8 +209,10 @@ def run(params: Params, root: Path) -> dict[str, Any]:
             try:
                 text = fetch_bytes(listing_url, policy=policy, client=client).decode("utf-8")
                 listed = parse_listing(text, listing_url)
-            except (FetchError, UnicodeDecodeError, ValueError) as err:
-                raise StageError(f"crawl: the listing {listing_url}: {err}") from None
+            except UnicodeDecodeError as err:
+                raise StageError(f"crawl: the listing {listing_url}: not UTF-8 ({err.reason})") from None
+            except (FetchError, ValueError) as err:  # their messages name the listing already
+                raise StageError(f"crawl: the listing: {err}") from None
             names, unlisted = select_months(listed, p)
             if unlisted and not p.allow_missing_months:
                 raise StageError(
@@ -191,23 +226,32 @@ def run(params: Params, root: Path) -> dict[str, Any]:
                 )
             manifest = Manifest.load(out / MANIFEST_NAME, p.source)
             manifest.source = p.source
-            results, missing, failures = _fetch_all(names, src, out, manifest, p, policy, client)
+            owned = set(manifest.files)  # what earlier crawls wrote here: the only files it may remove
+            try:
+                results, missing, failures = _fetch_all(names, src, out, manifest, p, policy, client)
+            except KeyboardInterrupt as err:
+                raise _interrupted(err, manifest, names, out) from None
         finally:
             if client is not None:
                 client.close()
         if failures:
+            manifest.mark_incomplete("failed", failures)
             lines = "\n".join(f"  {name}: {msg}" for name, msg in sorted(failures.items()))
             raise StageError(
                 f"crawl: {len(failures)} of {len(names)} months failed; the {len(results)} others are "
                 f"saved and a rerun resumes:\n{lines}"
             )
-        # The directory now mirrors the selection: drop months no longer selected or gone at the source.
+        # The directory now mirrors the selection: drop months no longer selected or gone at the
+        # source — only those the manifest says crawl wrote; anything else is reported, not touched.
         keep = set(results)
-        removed = []
+        removed, foreign = [], []
         for path in sorted(out.iterdir()):
             if MONTH_FILE_RE.fullmatch(path.name) and path.name not in keep:
-                path.unlink()
-                removed.append(path.name)
+                if path.name in owned and path.is_file() and not path.is_symlink():
+                    path.unlink()
+                    removed.append(path.name)
+                else:
+                    foreign.append(path.name)
         manifest.retain(keep, missing=[*missing, *unlisted])
 
     seconds = time.monotonic() - t0
@@ -222,6 +266,7 @@ def run(params: Params, root: Path) -> dict[str, Any]:
         "unchanged": len(results) - len(fetched),
         "missing": sorted([*missing, *unlisted]),
         "removed": removed,
+        "not_ours": foreign,  # month files crawl did not write: left alone (clean refuses them)
         "leftovers_removed": leftovers,
         "retries": sum(r.attempts - 1 for r in results.values()),
         "bytes": sum(r.bytes for r in results.values()),
