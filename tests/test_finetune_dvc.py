@@ -22,7 +22,8 @@ def test_dvc_stages_declare_their_inputs(repo_root: Path) -> None:
     stages = yaml.safe_load((repo_root / "dvc.yaml").read_text())["stages"]
     params = yaml.safe_load((repo_root / "params.yaml").read_text())
     assert stages["fetch_task"]["params"] == ["finetune.task"]
-    assert "${finetune.task.data_dir}" in stages["finetune"]["deps"]
+    assert "data/task/${finetune.task.name}" in stages["finetune"]["deps"]  # the task's name names its data
+    assert stages["fetch_task"]["outs"] == ["data/task/${finetune.task.name}"]
     assert "${finetune.bilm_dir}" in stages["finetune"]["deps"]
     assert params["finetune"]["bilm_dir"] == params["pretrain"]["out_dir"]  # finetune reads what pretrain writes
     for stage in STAGES:

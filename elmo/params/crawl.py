@@ -7,6 +7,7 @@ import re
 from pydantic import Field, field_validator, model_validator
 
 from elmo.params.base import Section
+from elmo.params.paths import WorkspacePath
 
 PUBLIC_ARCHIVE = "https://raw.githubusercontent.com/lovit/petitions_archive/master/"
 MONTH_RE = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
@@ -20,7 +21,7 @@ def _check_month(value: str | None) -> str | None:
 
 class CrawlParams(Section):
     source: str = PUBLIC_ARCHIVE  # http(s) base URL or local directory in the archive layout
-    out_dir: str = "data/raw/petitions"
+    out_dir: WorkspacePath = "data/raw/petitions"
     months: list[str] | None = None  # explicit month list (YYYY-MM); null = every file in `files`
     month_from: str | None = None  # inclusive YYYY-MM bound applied to the listing
     month_to: str | None = None

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from elmo.params.base import Section
+from elmo.params.paths import WorkspacePath
 
 # Keys that change how the stage runs but never what it writes (dvc.yaml leaves them out of the
 # stage's params, so changing them does not rerun it; a test checks the list stays in sync).
@@ -15,8 +16,8 @@ RUNTIME_ONLY = ("workers",)
 
 class TokenizeParams(Section):
     in_parquet: str = "data/interim/petitions.parquet"  # what clean writes
-    out_dir: str = "data/processed/sentences"  # {train,valid,test}.parquet + tokenizer.json
-    metrics: str = "metrics/tokenize.json"
+    out_dir: WorkspacePath = "data/processed/sentences"  # {train,valid,test}.parquet + tokenizer.json
+    metrics: WorkspacePath = "metrics/tokenize.json"
     # Morphological analyser: mecab (konlpy's Mecab with the python-mecab-ko-dic dictionary, through
     # a fast output format; the default) or okt / komoran (konlpy, need a Java runtime).
     tagger: Literal["mecab", "okt", "komoran"] = "mecab"

@@ -33,7 +33,7 @@ from tqdm import tqdm
 from elmo.crawl.fetch import FetchError, FetchResult, NotFound, fetch_bytes, fetch_file, make_client
 from elmo.crawl.manifest import MANIFEST_NAME, Manifest
 from elmo.crawl.retry import RetryPolicy
-from elmo.crawl.source import LISTING_NAME, MONTH_FILE_RE, Source, month_file, month_of, parse_listing
+from elmo.crawl.source import LISTING_NAME, MONTH_FILE_RE, Source, month_file, month_of, overlap, parse_listing
 from elmo.crawl.verify import verify_month_file
 from elmo.errors import Interrupted, StageError
 from elmo.params import Params
@@ -165,18 +165,9 @@ def _fetch_all(
 def check_out_dir(src: Source, out: Path, p: CrawlParams) -> None:
     """Refuse an ``out_dir`` that is, lies inside, or contains a local source (crawl would write or
     delete files of the source)."""
-    if src.kind != "local":
-        return
-    source, target = Path(src.base).resolve(), out.resolve()
-    if target == source:
-        how = "is the same directory as"
-    elif source in target.parents:
-        how = "lies inside"
-    elif target in source.parents:
-        how = "contains"
-    else:
-        return
-    raise StageError(f"crawl.out_dir {p.out_dir!r} {how} crawl.source {p.source!r}; crawl never writes or "
+    how = overlap(src.base, out) if src.kind == "local" else None
+    if how:
+        raise StageError(f"crawl.out_dir {p.out_dir!r} {how} crawl.source {p.source!r}; crawl never writes or "
                      "deletes anything in its source: choose an out_dir outside it")
 
 
