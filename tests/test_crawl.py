@@ -391,6 +391,7 @@ def test_always_truncated_month_is_kept_as_the_sources_content(server, archive, 
     entry = json.loads((out / "manifest.json").read_text())["files"]["petitions_2019-04"]
     assert entry["lines"] == 40 and entry["bad_lines"] == 1
     assert entry["first_bad_line"].startswith("line 40: not JSON") and "truncated" in entry["first_bad_line"]
+    assert " at at " not in entry["first_bad_line"]
     assert report["months"] == 3
     assert_no_partials(out)
 
