@@ -15,6 +15,7 @@ from elmo.cli import app
 from elmo.errors import StageError
 from elmo.params import parse_params
 from elmo.stages import clean, crawl
+
 from test_crawl import MONTHS, assert_mirrors, make_params, record, write_archive
 
 
