@@ -99,16 +99,19 @@ def embed(
 @app.command("predict")
 def predict(
     texts: list[str],
-    model: str = typer.Option("models/ynat", "--model", "-m", help="classifier directory (elmo finetune writes it)"),
+    model: str = typer.Option(None, "--model", "-m", help="classifier directory (default: finetune.out_dir of "
+                              "the params file, models/<finetune.task.name>)"),
     as_json: bool = typer.Option(False, "--json", help="print the results as JSON"),
+    params: str = ParamsOpt,
 ) -> None:
-    """Classify headlines: prints each one's label and class probabilities."""
+    """Classify texts: prints each one's label and class probabilities."""
     from elmo.errors import USER_ERRORS
 
     try:
+        from elmo.params import load_params
         from elmo.task.classifier import Classifier
 
-        results = Classifier.load(model).predict(texts)
+        results = Classifier.load(model or load_params(params).finetune.out_dir).predict(texts)
     except (*USER_ERRORS, ValueError, TypeError) as err:
         _fail(err)
     if as_json:

@@ -84,3 +84,15 @@ def test_tsv_task_is_finetuned_into_its_own_model_and_run(two_tasks) -> None:
     assert list(runs["tags.mlflow.runName"]) == ["finetune-sentiment"]
     comp = json.loads((root / "metrics/finetune_comparison.json").read_text())
     assert [r["name"] for r in comp["rows"]] == ["tfidf_lr", "elmo"]
+
+
+def test_predict_defaults_to_the_tasks_model(two_tasks, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from elmo.cli import app
+
+    root, pfile, _, _, _ = two_tasks
+    monkeypatch.chdir(root)
+    res = CliRunner().invoke(app, ["predict", "정말 최악이다", "--json", "--params", str(pfile)])
+    assert res.exit_code == 0, res.output
+    assert set(json.loads(res.output)[0]["probs"]) == {"0", "1", "2"}

@@ -168,14 +168,40 @@ def check_out_dir(src: Source, out: Path, p: CrawlParams) -> None:
     how = overlap(src.base, out) if src.kind == "local" else None
     if how:
         raise StageError(f"crawl.out_dir {p.out_dir!r} {how} crawl.source {p.source!r}; crawl never writes or "
-                     "deletes anything in its source: choose an out_dir outside it")
+                         "deletes anything in its source: choose an out_dir outside it")
 
 
-def _interrupted(err: BaseException, manifest: Manifest, names: list[str], out: Path) -> Interrupted:
+def _selection(src: Source, p: CrawlParams, policy: RetryPolicy, client) -> tuple[list[str], list[str]]:
+    """(month files to fetch, requested months the listing lacks), from the source's listing."""
+    listing_url = src.locate(LISTING_NAME)
+    try:
+        text = fetch_bytes(listing_url, policy=policy, client=client).decode("utf-8")
+        listed = parse_listing(text, listing_url)
+    except UnicodeDecodeError as err:
+        raise StageError(f"crawl: the listing {listing_url}: not UTF-8 ({err.reason})") from None
+    except (FetchError, ValueError) as err:  # their messages name the listing already
+        raise StageError(f"crawl: the listing: {err}") from None
+    names, unlisted = select_months(listed, p)
+    if unlisted and not p.allow_missing_months:
+        raise StageError(
+            f"crawl.months: {', '.join(month_of(n) for n in unlisted)} not in the listing {listing_url} "
+            "(set crawl.allow_missing_months: true to go on without them)"
+        )
+    if not names:
+        raise StageError(
+            f"crawl: no months selected from {len(listed)} listed in {listing_url} "
+            f"(months={p.months}, month_from={p.month_from}, month_to={p.month_to})"
+        )
+    return names, unlisted
+
+
+def _interrupted(err: BaseException, manifest: Manifest | None, names: list[str], out: Path) -> Interrupted:
+    why = str(err) or "Ctrl-C"
+    if manifest is None:
+        return Interrupted(f"crawl: interrupted ({why}) while reading the listing; nothing in {out} was changed")
     kept = sorted(n for n in names if n in manifest.files and (out / n).is_file())
     left = {n: "not fetched (interrupted)" for n in names if n not in kept}
     manifest.mark_incomplete("interrupted", left)
-    why = str(err) or "Ctrl-C"
     return Interrupted(f"crawl: interrupted ({why}); kept {len(kept)} complete month(s) in {out} "
                        f"({', '.join(month_of(n) for n in kept) or 'none'}), no partial file; "
                        f"{len(left)} not fetched. A rerun resumes; clean refuses until then.")
@@ -195,33 +221,16 @@ def run(params: Params, root: Path) -> dict[str, Any]:
     with _exclusive(out), _sigterm_as_interrupt():
         leftovers = _remove_leftovers(out)
         client = make_client(policy, max_connections=p.concurrency) if src.kind == "http" else None
+        names: list[str] = []
+        manifest: Manifest | None = None
         try:
-            listing_url = src.locate(LISTING_NAME)
-            try:
-                text = fetch_bytes(listing_url, policy=policy, client=client).decode("utf-8")
-                listed = parse_listing(text, listing_url)
-            except UnicodeDecodeError as err:
-                raise StageError(f"crawl: the listing {listing_url}: not UTF-8 ({err.reason})") from None
-            except (FetchError, ValueError) as err:  # their messages name the listing already
-                raise StageError(f"crawl: the listing: {err}") from None
-            names, unlisted = select_months(listed, p)
-            if unlisted and not p.allow_missing_months:
-                raise StageError(
-                    f"crawl.months: {', '.join(month_of(n) for n in unlisted)} not in the listing {listing_url} "
-                    "(set crawl.allow_missing_months: true to go on without them)"
-                )
-            if not names:
-                raise StageError(
-                    f"crawl: no months selected from {len(listed)} listed in {listing_url} "
-                    f"(months={p.months}, month_from={p.month_from}, month_to={p.month_to})"
-                )
+            names, unlisted = _selection(src, p, policy, client)
             manifest = Manifest.load(out / MANIFEST_NAME, p.source)
             manifest.source = p.source
             owned = set(manifest.files)  # what earlier crawls wrote here: the only files it may remove
-            try:
-                results, missing, failures = _fetch_all(names, src, out, manifest, p, policy, client)
-            except KeyboardInterrupt as err:
-                raise _interrupted(err, manifest, names, out) from None
+            results, missing, failures = _fetch_all(names, src, out, manifest, p, policy, client)
+        except KeyboardInterrupt as err:
+            raise _interrupted(err, manifest, names, out) from None
         finally:
             if client is not None:
                 client.close()
