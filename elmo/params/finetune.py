@@ -11,10 +11,8 @@ the baselines and ablations trained in the same run (a table in ``metrics/`` and
 
 from __future__ import annotations
 
-from typing import Literal
-
 import re
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
