@@ -2,12 +2,15 @@
 
 Every stage command reads params.yaml (``--params`` to use another file) from the current
 directory, which is the workspace root; the same function runs under DVC and Prefect.
+A user error (bad params, bad input data, a failed download) is one line on stderr and exit 2;
+an interrupted stage exits 130.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -15,7 +18,16 @@ import typer
 
 from elmo.params import DEFAULT_PARAMS_FILE
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+
+def plain_help(text: str | None) -> str | None:
+    """Docstring -> --help text: no reST/Markdown backticks, a paragraph's lines joined (the terminal wraps)."""
+    if not text:
+        return text
+    paragraphs = re.split(r"\n\s*\n", text.strip().replace("`", ""))
+    return "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
+
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=plain_help(__doc__))
 params_app = typer.Typer(no_args_is_help=True, help="Show or change params.yaml (validated).")
 app.add_typer(params_app, name="params")
 
@@ -23,8 +35,9 @@ ParamsOpt = typer.Option(DEFAULT_PARAMS_FILE, "--params", "-p", help="params fil
 
 
 def _fail(err: BaseException) -> None:
+    """Print ``err`` as one error message (no traceback) and exit 2 (130 for an interrupted stage)."""
     typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
+    raise typer.Exit(getattr(err, "exit_code", 2))
 
 
 def run_stage(name: str, params_file: str = DEFAULT_PARAMS_FILE, root: Path | None = None) -> dict:
@@ -55,8 +68,8 @@ _stage_command("clean", "Normalise, deduplicate, quarantine and split the petiti
 _stage_command("tokenize", "Sentence-split and morphologically analyse the petitions.")
 _stage_command("vocab", "Build word and character vocabularies and the training arrays.")
 _stage_command("pretrain", "Train the biLM (char-CNN, 2-layer LSTMs per direction, tied softmax).")
-_stage_command("finetune", "Finetune an ELMo classifier on KLUE YNAT (frozen biLM).")
-_stage_command("fetch_task", "Download the labeled task data for finetune (default: KLUE YNAT train/dev).")
+_stage_command("finetune", "Finetune an ELMo classifier on the labeled task of finetune.task (default KLUE YNAT).")
+_stage_command("fetch_task", "Download the labeled task data of finetune.task (default: KLUE YNAT train/dev).")
 
 
 @app.command("embed")
@@ -85,16 +98,19 @@ def embed(
 @app.command("predict")
 def predict(
     texts: list[str],
-    model: str = typer.Option("models/ynat", "--model", "-m", help="classifier directory (elmo finetune writes it)"),
+    model: str = typer.Option(None, "--model", "-m", help="classifier directory (default: finetune.out_dir of "
+                              "the params file, models/<finetune.task.name>)"),
     as_json: bool = typer.Option(False, "--json", help="print the results as JSON"),
+    params: str = ParamsOpt,
 ) -> None:
-    """Classify headlines: prints each one's label and class probabilities."""
+    """Classify texts: prints each one's label and class probabilities."""
     from elmo.errors import USER_ERRORS
 
     try:
+        from elmo.params import load_params
         from elmo.task.classifier import Classifier
 
-        results = Classifier.load(model).predict(texts)
+        results = Classifier.load(model or load_params(params).finetune.out_dir).predict(texts)
     except (*USER_ERRORS, ValueError, TypeError) as err:
         _fail(err)
     if as_json:
@@ -103,7 +119,7 @@ def predict(
     for text, r in zip(texts, results):
         probs = "  ".join(f"{k} {v:.3f}" for k, v in sorted(r["probs"].items(), key=lambda kv: -kv[1]))
         typer.echo(f"{r['label']}\t{text}\n  {probs}")
-_stage_command("register", "Register the models in MLflow; move `champion` only on improvement.")
+_stage_command("register", "Register the models in MLflow; move the champion alias only on improvement.")
 
 
 @app.command("rollback")
@@ -167,21 +183,33 @@ def params_set(assignments: list[str], params: str = ParamsOpt) -> None:
 @app.command("serve-dir")
 def serve_dir(
     directory: Path,
-    port: int = typer.Option(8765, help="port on 127.0.0.1"),
+    port: int = typer.Option(8765, min=0, max=65535, help="port on 127.0.0.1 (0: any free port)"),
 ) -> None:
     """Serve a local directory (e.g. the offline mirror) over HTTP on 127.0.0.1 until interrupted."""
+    import threading
+
     from elmo.httpserve import serve_directory
 
     if not directory.is_dir():
         _fail(FileNotFoundError(f"{directory}: not a directory"))
-    with serve_directory(directory, port=port) as url:
+    try:
+        server = serve_directory(directory, port=port)
+        url = server.__enter__()
+    except OSError as err:
+        _fail(OSError(f"serve-dir --port {port}: cannot listen on 127.0.0.1:{port} ({err.strerror or err}); "
+                      "is another server using it? choose another --port"))
+    try:
         typer.echo(f"serving {directory} at {url}", err=True)
-        try:
-            import threading
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.__exit__(None, None, None)
 
-            threading.Event().wait()
-        except KeyboardInterrupt:
-            pass
+
+for _typer in (app, params_app):  # --help without the docstrings' backticks
+    for _info in _typer.registered_commands:
+        _info.help = plain_help(_info.help or (_info.callback.__doc__ if _info.callback else None))
 
 
 def main() -> None:  # pragma: no cover - console entry

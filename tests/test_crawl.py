@@ -65,7 +65,8 @@ def write_archive(directory: Path, months=MONTHS, lines: int = 40, listing: list
 # --------------------------------------------------------------------------------------------
 # A static server with ETag / Last-Modified / conditional GET, and a queue of faults per path.
 # Faults: ("status", code, headers) | ("sleep", seconds) | ("drop", nbytes) | ("truncate", nbytes)
-#         | ("stall", nbytes)   — a fault in `sticky` applies to every request of that path.
+#         | ("stall", nbytes) | ("corrupt",) (one byte becomes 0xff, at another place each request)
+#         — a fault in `sticky` applies to every request of that path.
 # --------------------------------------------------------------------------------------------
 class FaultServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
@@ -138,6 +139,9 @@ class FaultHandler(http.server.BaseHTTPRequestHandler):
             return
         if fault and fault[0] == "truncate":
             body = body[: fault[1]]
+        if fault and fault[0] == "corrupt":  # transport damage: different bytes every time
+            at = (len(body) // 3 + 97 * len(self.server.hits(path))) % len(body)
+            body = body[:at] + b"\xff" + body[at + 1:]
         self.send_response(200)
         if self.server.validators:
             self.send_header("ETag", etag)
@@ -375,20 +379,43 @@ def test_truncated_last_line_once_is_retried(server, archive, tmp_path):
     assert_mirrors(tmp_path / "raw", archive)
 
 
-def test_always_truncated_month_is_rejected_with_line_and_reason(server, archive, tmp_path):
+def test_always_truncated_month_is_kept_as_the_sources_content(server, archive, tmp_path):
+    """The same truncated bytes twice are what the source serves: kept, the bad line counted."""
     size = (archive / "petitions_2019-04").stat().st_size
     server.sticky["petitions_2019-04"] = ("truncate", size - 20)
+    report = crawl.run(make_params(server.url, retries=2), tmp_path)
+    assert len(server.hits("petitions_2019-04")) == 2  # refetched once, then accepted
+    out = tmp_path / "raw"
+    assert (out / "petitions_2019-04").read_bytes() == (archive / "petitions_2019-04").read_bytes()[: size - 20]
+    entry = json.loads((out / "manifest.json").read_text())["files"]["petitions_2019-04"]
+    assert entry["lines"] == 40 and entry["bad_lines"] == 1
+    assert entry["first_bad_line"].startswith("line 40: not JSON") and "truncated" in entry["first_bad_line"]
+    assert " at at " not in entry["first_bad_line"]
+    assert report["months"] == 3
+    assert_no_partials(out)
+
+
+def test_corrupt_bytes_every_time_are_rejected_with_line_and_reason(server, archive, tmp_path):
+    server.sticky["petitions_2019-04"] = ("corrupt",)  # never the same bytes twice: transport damage
     with pytest.raises(StageError) as e:
         crawl.run(make_params(server.url, retries=2), tmp_path)
     msg = str(e.value)
-    assert "petitions_2019-04" in msg and "gave up after 3 attempt(s)" in msg
-    assert "line 40: not JSON" in msg and "truncated" in msg
+    assert "petitions_2019-04" in msg and "gave up after 3 attempt(s)" in msg and "not UTF-8" in msg
     out = tmp_path / "raw"
     assert not (out / "petitions_2019-04").exists()
     assert_mirrors(out, archive, MONTHS[1:])  # the good months are saved, a rerun resumes
     assert_no_partials(out)
     manifest = json.loads((out / "manifest.json").read_text())
     assert sorted(manifest["files"]) == MONTHS[1:]
+    assert manifest["incomplete"]["reason"] == "failed" and list(manifest["incomplete"]["months"]) == MONTHS[:1]
+
+
+def test_corrupt_bytes_once_are_refetched(server, archive, tmp_path):
+    server.faults["petitions_2019-05"] = [("corrupt",)]
+    crawl.run(make_params(server.url), tmp_path)
+    assert len(server.hits("petitions_2019-05")) == 2
+    assert_mirrors(tmp_path / "raw", archive)
+    assert "bad_lines" not in json.loads((tmp_path / "raw/manifest.json").read_text())["files"]["petitions_2019-05"]
 
 
 def test_listed_month_that_404s_fails_unless_allowed(server, archive, tmp_path):
@@ -417,7 +444,7 @@ def test_unreachable_source_fails_clearly(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nobody listens there
-    with pytest.raises(StageError, match=r"the listing http://127.0.0.1:\d+/files: .*gave up after 2 attempt"):
+    with pytest.raises(StageError, match=r"the listing: http://127.0.0.1:\d+/files: gave up after 2 attempt"):
         crawl.run(make_params(f"http://127.0.0.1:{port}/", retries=1), tmp_path)
 
 
@@ -468,9 +495,14 @@ def test_interrupted_crawl_leaves_no_partial_file(server, archive, tmp_path, sig
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode != 0
+    assert proc.returncode == 130
+    err = proc.stderr.read().decode()
+    assert "crawl: interrupted" in err and "kept 0 complete month(s)" in err and "Traceback" not in err
     assert not (tmp_path / "raw" / "petitions_2019-05").exists()
     assert_no_partials(tmp_path / "raw")
+    manifest = json.loads((tmp_path / "raw/manifest.json").read_text())
+    assert manifest["incomplete"] == {"reason": "interrupted",
+                                      "months": {"petitions_2019-05": "not fetched (interrupted)"}}
 
 
 def test_killed_crawl_resumes_cleanly(server, archive, tmp_path):
@@ -543,12 +575,16 @@ def test_fetch_file_verify_info_and_progress(server, archive, tmp_path):
     assert again.status == "unchanged" and again.entry() == res.entry()
 
 
-def test_fetch_file_rejects_bad_bytes_from_a_local_file_without_retrying(tmp_path):
+def test_fetch_file_keeps_bad_lines_of_a_local_file_and_rejects_a_file_without_good_lines(tmp_path):
     src = tmp_path / "src.json"
     src.write_text(json.dumps(record(1)) + "\n[1, 2]\n")
-    with pytest.raises(FetchError, match=r"line 2: a JSON list, not an object"):
-        fetch_file(src, tmp_path / "dest", verify=verify_month_file)
-    assert not (tmp_path / "dest").exists()
+    res = fetch_file(src, tmp_path / "dest", verify=verify_month_file)  # no transport: its content
+    assert res.info == {"lines": 2, "bad_lines": 1, "first_bad_line": "line 2: a JSON list, not an object"}
+    assert (tmp_path / "dest").read_bytes() == src.read_bytes()
+    src.write_text("[1, 2]\n")
+    with pytest.raises(FetchError, match=r"no good line in 1 \(line 1: a JSON list, not an object\)"):
+        fetch_file(src, tmp_path / "dest2", verify=verify_month_file)
+    assert not (tmp_path / "dest2").exists()
     with pytest.raises(NotFound):
         fetch_file(tmp_path / "missing", tmp_path / "dest")
 

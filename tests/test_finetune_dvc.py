@@ -22,12 +22,13 @@ def test_dvc_stages_declare_their_inputs(repo_root: Path) -> None:
     stages = yaml.safe_load((repo_root / "dvc.yaml").read_text())["stages"]
     params = yaml.safe_load((repo_root / "params.yaml").read_text())
     assert stages["fetch_task"]["params"] == ["finetune.task"]
-    assert "${finetune.task.data_dir}" in stages["finetune"]["deps"]
+    assert "data/task/${finetune.task.name}" in stages["finetune"]["deps"]  # the task's name names its data
+    assert stages["fetch_task"]["outs"] == ["data/task/${finetune.task.name}"]
     assert "${finetune.bilm_dir}" in stages["finetune"]["deps"]
     assert params["finetune"]["bilm_dir"] == params["pretrain"]["out_dir"]  # finetune reads what pretrain writes
     for stage in STAGES:
         for dep in stages[stage]["deps"]:
-            if not dep.startswith("${"):
+            if "${" not in dep:  # templated paths are data; the rest is code that must exist
                 assert (repo_root / dep).exists(), dep
 
 
@@ -58,7 +59,7 @@ def test_repro_finetune_then_only_what_changed(tmp_path: Path, repo_root: Path) 
     (ws / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False))
     for s in STAGES:
         for dep in stages[s]["deps"]:
-            if dep.startswith("${") or (ws / dep).exists():  # the two stages share code deps
+            if "${" in dep or (ws / dep).exists():  # data, not code; the two stages share code deps
                 continue
             (ws / dep).parent.mkdir(parents=True, exist_ok=True)
             if (repo_root / dep).is_dir():

@@ -285,7 +285,10 @@ def test_register_params_follow_the_stages_they_read(repo_root: Path) -> None:
     assert ynat.dvc_stage in stages and bilm.dvc_stage in stages
     deps = stages["register"]["deps"]
     for key in ("bilm", "ynat"):
-        assert f"${{register.models.{key}.model_dir}}" in deps and f"${{register.models.{key}.metrics_file}}" in deps
+        assert f"${{register.models.{key}.metrics_file}}" in deps
+    assert "${register.models.bilm.model_dir}" in deps
+    # the classifier's directory follows the task's name (models/<name>), in dvc.yaml as in params
+    assert "models/${finetune.task.name}" in deps and ynat.model_dir == f"models/{p.finetune.task.name}"
     assert stages["register"]["outs"] == [{"${register.report}": {"cache": False}}]
 
 

@@ -97,3 +97,33 @@ def test_dev_label_missing_from_train_is_an_error_or_counted() -> None:
     assert labels == ["경제", "정치"] and [r.text for r in kept] == ["c"] and unseen == 1
     with pytest.raises(StageError, match="at least 2"):
         check_labels(train[:1], dev, "dev.json", "skip")
+
+
+def test_tsv_by_suffix_or_format_and_any_delimiter(tmp_path: Path) -> None:
+    body = "id\tdocument\tlabel\na\t좋은 영화, 정말\t1\nb\t별로\t0\n"
+    for name, fmt in (("t.tsv", "auto"), ("t.txt", "tsv")):
+        f = tmp_path / name
+        f.write_text(body, encoding="utf-8")
+        recs, _ = read_records(f, text_field="document", label_field="label", id_field="id", fmt=fmt)
+        assert [(r.id, r.text, r.label) for r in recs] == [("a", "좋은 영화, 정말", "1"), ("b", "별로", "0")]
+    g = tmp_path / "t.csv"
+    g.write_text(body.replace("\t", ";"), encoding="utf-8")
+    recs, _ = read_records(g, text_field="document", label_field="label", delimiter=";")
+    assert [r.label for r in recs] == ["1", "0"]
+
+
+def test_integer_labels_in_json_lines(tmp_path: Path) -> None:
+    f = tmp_path / "t.jsonl"
+    f.write_text('{"title": "a", "label": 0}\n{"title": "b", "label": 2}\n', encoding="utf-8")
+    recs, _ = read_records(f, text_field="title", label_field="label")
+    assert [r.label for r in recs] == ["0", "2"]
+    f.write_text('{"title": "a", "label": true}\n', encoding="utf-8")
+    with pytest.raises(StageError, match="field 'label' must be a string, got bool"):
+        read_records(f, text_field="title", label_field="label")
+
+
+def test_csv_unclosed_quote_is_a_stage_error_naming_file_and_line(tmp_path: Path) -> None:
+    f = tmp_path / "t.csv"
+    f.write_text('title,label\n"never closed,x\n' + "a,b\n" * 40_000, encoding="utf-8")
+    with pytest.raises(StageError, match=r"t.csv: line \d+: not valid CSV: .*unclosed quote"):
+        read_records(f, text_field="title", label_field="label")

@@ -1,7 +1,10 @@
 """The month files clean reads: exactly those in crawl's ``manifest.json``, checked by sha256.
 
 A file missing, changed since it was fetched, or present without being in the manifest is an
-error (a hand-edited raw directory would otherwise change the data silently).
+error (a hand-edited raw directory would otherwise change the data silently), and so is a manifest
+of a crawl that failed or was interrupted (``incomplete``): clean would silently run on part of the
+months. Months the source did not have (``missing``, with ``crawl.allow_missing_months``) are named
+in clean's report.
 """
 
 from __future__ import annotations
@@ -16,17 +19,31 @@ from elmo.crawl.source import MONTH_FILE_RE
 from elmo.errors import StageError
 
 
-def manifest_files(in_dir: Path) -> list[tuple[str, dict]]:
-    """(name, manifest entry) of every month in ``in_dir``'s manifest, in month order."""
+def read_manifest(in_dir: Path) -> dict:
+    """``in_dir``'s crawl manifest, refused if it records a crawl that did not finish."""
     path = in_dir / MANIFEST_NAME
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no manifest (run `elmo crawl` first)")
     try:
-        files = json.loads(path.read_text(encoding="utf-8"))["files"]
-        if not isinstance(files, dict):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or not isinstance(data["files"], dict):
             raise TypeError("'files' is not a mapping")
     except (ValueError, KeyError, TypeError) as err:
         raise StageError(f"{path}: not a crawl manifest ({err}); rerun `elmo crawl`") from None
+    incomplete = data.get("incomplete")
+    if incomplete:
+        months = incomplete.get("months") if isinstance(incomplete, dict) else None
+        names = ", ".join(sorted(months)) if isinstance(months, dict) else "?"
+        reason = incomplete.get("reason", "failed") if isinstance(incomplete, dict) else "failed"
+        raise StageError(f"{path}: the last crawl {reason} (months not fetched: {names}); "
+                         "rerun `elmo crawl` until it succeeds, then clean")
+    return data
+
+
+def manifest_files(in_dir: Path) -> list[tuple[str, dict]]:
+    """(name, manifest entry) of every month in ``in_dir``'s manifest, in month order."""
+    path = in_dir / MANIFEST_NAME
+    files = read_manifest(in_dir)["files"]
     for name in files:
         if not MONTH_FILE_RE.fullmatch(name):
             raise StageError(f"{path}: files.{name}: not a month file name (petitions_YYYY-MM)")

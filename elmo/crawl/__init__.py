@@ -7,7 +7,16 @@
 - ``manifest`` — ``manifest.json``: url, bytes, sha256, lines and fetch time per file
 """
 
-from elmo.crawl.fetch import Cancelled, FetchError, FetchResult, NotFound, VerifyError, fetch_bytes, fetch_file
+from elmo.crawl.fetch import (
+                              BadLines,
+                              Cancelled,
+                              FetchError,
+                              FetchResult,
+                              NotFound,
+                              VerifyError,
+                              fetch_bytes,
+                              fetch_file,
+)
 from elmo.crawl.retry import RetryPolicy
 
 __all__ = [
@@ -17,6 +26,7 @@ __all__ = [
     "NotFound",
     "RetryPolicy",
     "VerifyError",
+    "BadLines",
     "fetch_bytes",
     "fetch_file",
 ]

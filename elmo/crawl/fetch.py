@@ -11,6 +11,12 @@ validator only when it is strong (RFC 9110 §8.8.2.2: at least one second older 
 Date): a file rewritten within the second it was fetched would otherwise answer 304 for new bytes.
 See elmo/crawl/retry.py for what is retried and how long it waits.
 
+Bad lines: a ``verify`` that finds lines it cannot accept raises :class:`BadLines` (a
+:class:`VerifyError` with the counts). Those bytes may be transport damage, so they are fetched
+again; when the same bytes (same sha256) come back a second time — or at once, for a local
+source — they are the source's own content and are accepted, the counts (``bad_lines``) landing
+in the result's ``info`` and so in the manifest; the clean stage then quarantines those lines.
+
 Used by the crawl stage for the petitions months and by finetune for the KLUE YNAT files.
 """
 
@@ -51,6 +57,18 @@ class NotFound(FetchError):
 
 class VerifyError(ValueError):
     """Raised by a ``verify`` callable: the downloaded bytes are not what was expected."""
+
+
+class BadLines(VerifyError):
+    """Some lines are bad, the file as a whole is usable: accepted when the same bytes come back.
+
+    ``info`` is what the file's entry records if it is accepted (e.g. ``{"lines": 40, "bad_lines": 1}``).
+    """
+
+    def __init__(self, message: str, info: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.info = info
+        self.sha256: str | None = None
 
 
 class Cancelled(RuntimeError):
@@ -146,8 +164,11 @@ def _write_verified(
     progress: Progress | None,
     cancel: threading.Event | None,
     counter: list[int],
+    accept_bad: Callable[[str], bool] = lambda sha: False,
 ) -> tuple[int, str, dict[str, Any]]:
-    """Stream ``chunks`` to a temporary beside ``dest``; verify; rename. Returns (bytes, sha256, info)."""
+    """Stream ``chunks`` to a temporary beside ``dest``; verify; rename. Returns (bytes, sha256, info).
+
+    :class:`BadLines` from ``verify`` keeps the file when ``accept_bad(sha256)`` says so."""
     h = hashlib.sha256()
     n = 0
     try:
@@ -161,7 +182,13 @@ def _write_verified(
                     counter[0] += len(chunk)
                     if progress:
                         progress(len(chunk))
-            info = (verify(tmp) or {}) if verify else {}
+            try:
+                info = (verify(tmp) or {}) if verify else {}
+            except BadLines as err:
+                err.sha256 = h.hexdigest()
+                if not accept_bad(err.sha256):
+                    raise
+                info = err.info
     except BaseException:
         if progress and n:
             progress(-n)  # the bar counts bytes kept, not bytes thrown away
@@ -178,6 +205,7 @@ def _http_attempt(
     progress: Progress | None,
     cancel: threading.Event | None,
     counter: list[int],
+    accept_bad: Callable[[str], bool],
 ) -> FetchResult:
     headers = {}
     if previous:
@@ -200,7 +228,7 @@ def _http_attempt(
         content_length = int(length) if length and length.isdigit() else None
         if previous and _same_validators(previous, etag, last_modified, content_length):
             return _unchanged(url, dest, previous)  # server ignored the conditional; headers say same
-        n, sha, info = _write_verified(r.iter_bytes(CHUNK), dest, verify, progress, cancel, counter)
+        n, sha, info = _write_verified(r.iter_bytes(CHUNK), dest, verify, progress, cancel, counter, accept_bad)
     if previous and sha == previous["sha256"]:  # same bytes, the server just could not tell us
         same = _unchanged(url, dest, previous)
         same.etag, same.last_modified, same.content_length = etag, last_modified, content_length
@@ -248,7 +276,8 @@ def _local_attempt(
         raise NotFound(f"{src}: no such file")
     if previous and src.stat().st_size == int(previous["bytes"]) and sha256_file(src) == previous["sha256"]:
         return _unchanged(str(src), dest, previous)
-    n, sha, info = _write_verified(_local_chunks(src), dest, verify, progress, cancel, counter)
+    # A local file has no transport to damage it: its bad lines are its content.
+    n, sha, info = _write_verified(_local_chunks(src), dest, verify, progress, cancel, counter, lambda sha: True)
     return FetchResult(str(src), dest, "fetched", n, sha, _now(), info=info)
 
 
@@ -268,7 +297,8 @@ def fetch_file(
 
     verify:   ``verify(tmp_path) -> dict | None`` raising :class:`VerifyError` if the bytes are
               wrong (the download is retried, then rejected); what it returns lands in
-              ``result.info`` and the manifest entry (e.g. ``{"lines": 494}``).
+              ``result.info`` and the manifest entry (e.g. ``{"lines": 494}``). :class:`BadLines`
+              is retried too, but the same bytes a second time are accepted with its ``info``.
     previous: the ``entry()`` of an earlier fetch of the same URL to the same ``dest``; used only
               if ``dest`` still has exactly those bytes. Then nothing is downloaded when the
               source says (304 / validators / sha256) that it has not changed.
@@ -287,12 +317,14 @@ def fetch_file(
     if own_client:
         client = make_client(policy)
     wait = sleep or ((lambda s: cancel.wait(s)) if cancel is not None else time.sleep)
+    rejected: set[str] = set()  # sha256 of bodies refused for bad lines: seen again = the source's content
     try:
         for attempt in range(policy.retries + 1):
             _check_cancel(cancel)
             try:
                 if kind == "http":
-                    result = _http_attempt(client, url, dest, verify, prev, progress, cancel, counter)
+                    result = _http_attempt(client, url, dest, verify, prev, progress, cancel, counter,
+                                           rejected.__contains__)
                 else:
                     result = _local_attempt(Path(url), dest, verify, prev, progress, cancel, counter)
                 result.attempts = attempt + 1
@@ -302,6 +334,8 @@ def fetch_file(
                 raise
             except VerifyError as err:
                 reason, delay = f"rejected: {err}", None
+                if isinstance(err, BadLines) and err.sha256:
+                    rejected.add(err.sha256)
                 if kind == "local":  # the same bytes would fail the same way
                     raise FetchError(f"{url}: {reason}") from None
             except _Retryable as err:

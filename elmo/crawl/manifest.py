@@ -5,7 +5,12 @@
     {"source": "<crawl.source as given>",
      "files": {"petitions_2019-04": {"url", "bytes", "sha256", "lines", "fetched_at",
                                      "etag"?, "last_modified"?, "content_length"?}, ...},
-     "missing": ["petitions_2018-01", ...]}      # listed months the source answered 404 for
+     "missing": ["petitions_2018-01", ...],      # listed months the source answered 404 for
+     "incomplete": {"reason": "failed" | "interrupted", "months": {name: why}}}   # only after a
+                                                 # crawl that did not finish; clean refuses it
+
+An entry may also hold ``bad_lines`` (and ``first_bad_line``): lines of a month that the source
+serves as they are (the same bytes twice, see elmo/crawl/fetch.py); clean quarantines them.
 
 It changes only when a file changes: re-checking an unchanged source rewrites identical bytes,
 so DVC sees the same directory and nothing downstream reruns. Updated after every finished file
@@ -29,11 +34,12 @@ MANIFEST_NAME = "manifest.json"
 
 class Manifest:
     def __init__(self, path: Path, source: str, files: dict[str, dict[str, Any]] | None = None,
-                 missing: list[str] | None = None) -> None:
+                 missing: list[str] | None = None, incomplete: dict[str, Any] | None = None) -> None:
         self.path = path
         self.source = source
         self.files: dict[str, dict[str, Any]] = dict(files or {})
         self.missing: list[str] = sorted(missing or [])
+        self.incomplete: dict[str, Any] | None = incomplete or None
         self._lock = threading.Lock()
         self._written: dict[str, Any] | None = None
 
@@ -50,16 +56,25 @@ class Manifest:
         except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
             log.warning("%s: unreadable (%s); every month will be checked against the source", path, err)
             return cls(path, source)
-        m = cls(path, source, files, data.get("missing") or [])
+        m = cls(path, source, files, data.get("missing") or [], data.get("incomplete"))
         m._written = data
         return m
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "source": self.source,
             "files": {k: self.files[k] for k in sorted(self.files)},
             "missing": sorted(self.missing),
         }
+        if self.incomplete:
+            out["incomplete"] = self.incomplete
+        return out
+
+    def mark_incomplete(self, reason: str, months: dict[str, str]) -> None:
+        """Record that this crawl did not finish (``failed`` or ``interrupted``) and which months."""
+        with self._lock:
+            self.incomplete = {"reason": reason, "months": dict(sorted(months.items()))}
+            self._save_locked()
 
     def record(self, name: str, entry: dict[str, Any]) -> None:
         with self._lock:
@@ -71,6 +86,7 @@ class Manifest:
         with self._lock:
             self.files = {k: v for k, v in self.files.items() if k in names}
             self.missing = sorted(set(missing))
+            self.incomplete = None
             self._save_locked()
 
     def save(self) -> None:

@@ -17,6 +17,19 @@ LISTING_NAME = "files"
 MONTH_FILE_RE = re.compile(r"petitions_(\d{4}-(?:0[1-9]|1[0-2]))")
 
 
+def overlap(source_dir: str | Path, out_dir: str | Path) -> str | None:
+    """How ``out_dir`` overlaps a local ``source_dir`` ("is the same directory as", "lies inside",
+    "contains"), or None: a stage writing there would write or delete files of its source."""
+    source, target = Path(source_dir).resolve(), Path(out_dir).resolve()
+    if target == source:
+        return "is the same directory as"
+    if source in target.parents:
+        return "lies inside"
+    if target in source.parents:
+        return "contains"
+    return None
+
+
 def month_of(name: str) -> str:
     """``petitions_2019-04`` -> ``2019-04``; ``ValueError`` for any other name."""
     m = MONTH_FILE_RE.fullmatch(name)

@@ -1,7 +1,9 @@
 """Typed, validated access to ``params.yaml``.
 
 One section per stage; each section is a pydantic model in its own module of this package.
-Unknown keys and wrong types are rejected with a message that names the file and the dotted key::
+Unknown keys, wrong types (``true`` for a number, ``.inf``), duplicate keys, an empty or unreadable
+file, and output paths outside the workspace (elmo/params/paths.py) are rejected with a message that
+names the file and the dotted key::
 
     params.yaml: clean.valid_fraction: Input should be a valid number (got 'x')
 
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from elmo.params.base import ParamsError, Section
 from elmo.params.clean import CleanParams
@@ -27,8 +29,9 @@ from elmo.params.crawl import CrawlParams
 from elmo.params.finetune import FinetuneParams
 from elmo.params.flows import FlowsParams
 from elmo.params.mlflow import MlflowParams
+from elmo.params.paths import OPT_IN, escaping_paths
 from elmo.params.pretrain import PretrainParams
-from elmo.params.register import RegisterParams
+from elmo.params.register import RegisterParams, derive_task_model
 from elmo.params.tokenize import TokenizeParams
 from elmo.params.vocab import VocabParams
 
@@ -42,7 +45,10 @@ with warnings.catch_warnings():
     class Params(Section):
         """The whole of params.yaml."""
 
-        seed: int = 1234
+        seed: int = Field(1234, ge=0, le=2**32 - 1)  # numpy, torch and the splits take 0 .. 2**32 - 1
+        # Outputs (crawl.out_dir, finetune.out_dir, ...) are relative paths inside the workspace; true
+        # lets them be absolute or climb out with '..' (e.g. data on another disk). Sources may be anywhere.
+        allow_paths_outside_workspace: bool = False
         mlflow: MlflowParams = MlflowParams()
         crawl: CrawlParams = CrawlParams()
         clean: CleanParams = CleanParams()
@@ -53,12 +59,17 @@ with warnings.catch_warnings():
         register: RegisterParams = RegisterParams()
         flows: FlowsParams = FlowsParams()
 
+        @model_validator(mode="after")
+        def _task_names_its_model(self) -> "Params":
+            derive_task_model(self.register, self.finetune.task.name, self.finetune.out_dir)
+            return self
+
 
 def _format_errors(path: Path, err: ValidationError) -> str:
     lines = []
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"]) or "<root>"
-        msg = e["msg"]
+        msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key (not a parameter of this section; check its spelling)"
         elif "input" in e and not isinstance(e["input"], (dict, list)):
@@ -75,20 +86,74 @@ def parse_params(data: dict[str, Any], path: str | Path = DEFAULT_PARAMS_FILE) -
     if not isinstance(data, dict):
         raise ParamsError(f"{path}: the top level must be a mapping of sections, got {type(data).__name__}")
     try:
-        return Params.model_validate(data)
+        params = Params.model_validate(data)
     except ValidationError as err:
         raise ParamsError(_format_errors(path, err)) from None
+    if not params.allow_paths_outside_workspace:
+        escapes = escaping_paths(params)
+        if escapes:
+            raise ParamsError("\n".join(
+                f"{path}: {key}: {value!r} is {why}: outputs stay inside the workspace (a relative path "
+                f"without '..' above the root); set {OPT_IN}: true to allow it"
+                for key, value, why in escapes))
+    return params
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice in one mapping (YAML would keep the last silently)."""
+
+
+def _mapping_without_duplicates(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False):
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            first = seen.setdefault(key, key_node.start_mark.line + 1)
+        except TypeError:  # an unhashable key: construct_mapping reports it
+            continue
+        if first != key_node.start_mark.line + 1:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first given on line {first})", key_node.start_mark)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
+def read_params_text(path: Path) -> str:
+    """The text of a params file; :class:`ParamsError` if it is missing, a directory or not UTF-8."""
+    if not path.exists():
+        raise ParamsError(f"{path}: no such params file")
+    if not path.is_file():
+        raise ParamsError(f"{path}: not a file (a params file is YAML text)")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ParamsError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    except OSError as err:
+        raise ParamsError(f"{path}: cannot be read ({err.strerror})") from None
+
+
+def load_yaml(text: str, path: Path) -> Any:
+    """YAML with duplicate keys refused; :class:`ParamsError` naming the file, line and column."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: safe
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1} column {mark.column + 1}:" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise ParamsError(f"{path}:{where} not valid YAML: {problem}".replace("\n", " ")) from None
+    except (ValueError, TypeError, RecursionError) as err:  # e.g. a timestamp out of range
+        raise ParamsError(f"{path}: not valid YAML: {err}") from None
 
 
 def load_params(path: str | Path = DEFAULT_PARAMS_FILE) -> Params:
     """Read and validate params.yaml. Raises :class:`ParamsError` naming the file and key."""
     path = Path(path)
-    if not path.exists():
-        raise ParamsError(f"{path}: no such params file")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ParamsError(f"{path}: not valid YAML: {err}") from None
+    data = load_yaml(read_params_text(path), path)
+    if data is None:
+        raise ParamsError(f"{path}: empty (no sections): every stage would run on silent defaults; write "
+                          "its sections (the project's params.yaml lists them all)")
     return parse_params(data, path)
 
 
@@ -112,7 +177,9 @@ def set_params(path: str | Path, assignments: list[str]) -> Params:
     rt.indent(mapping=2, sequence=4, offset=2)
     rt.representer.add_representer(type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null"))
     path = Path(path)
-    data = rt.load(path.read_text(encoding="utf-8")) or CommentedMap()
+    text = read_params_text(path)
+    load_yaml(text, path)  # the same checks (and messages) as load_params: duplicate keys, syntax
+    data = rt.load(text) or CommentedMap()
     for a in assignments:
         if "=" not in a:
             raise ParamsError(f"{a!r}: expected dotted.key=value")
@@ -120,10 +187,12 @@ def set_params(path: str | Path, assignments: list[str]) -> Params:
         node = data
         parts = key.strip().split(".")
         for part in parts[:-1]:
-            node = node.setdefault(part, {})
+            node = node.setdefault(part, {}) if isinstance(node, dict) else None
             if not isinstance(node, dict):
                 raise ParamsError(f"{path}: {key}: {part} is not a section")
-        value = yaml.safe_load(raw)
+        if not isinstance(node, dict):
+            raise ParamsError(f"{path}: the top level is not a mapping of sections")
+        value = load_yaml(raw, Path(f"{key}=..."))
         if isinstance(value, list):
             value = CommentedSeq(value)
             value.fa.set_flow_style()  # [2019-04, 2019-05], as a person would write it

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, field_validator, model_validator
 
 from elmo.params.base import Section
+from elmo.params.paths import WorkspacePath
 
 # The board's own notices, appended by moderators to an edited petition; not the author's words.
 DEFAULT_MODERATOR_NOTICES = [
@@ -36,9 +37,9 @@ def check_pattern(pattern: str, what: str) -> None:
 
 class CleanParams(Section):
     in_dir: str = "data/raw/petitions"
-    out_parquet: str = "data/interim/petitions.parquet"
-    quarantine: str = "data/interim/quarantine.jsonl"
-    metrics: str = "metrics/clean.json"
+    out_parquet: WorkspacePath = "data/interim/petitions.parquet"
+    quarantine: WorkspacePath = "data/interim/quarantine.jsonl"
+    metrics: WorkspacePath = "metrics/clean.json"
     valid_fraction: float = Field(0.05, ge=0, lt=1)
     test_fraction: float = Field(0.05, ge=0, lt=1)
     split_salt: str = "elmo-ko-split-v1"

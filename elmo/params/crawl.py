@@ -6,6 +6,7 @@ import re
 
 from pydantic import Field, field_validator, model_validator
 
+from elmo.params.paths import WorkspacePath
 from elmo.params.retry import RetryParams
 
 PUBLIC_ARCHIVE = "https://raw.githubusercontent.com/lovit/petitions_archive/master/"
@@ -20,7 +21,7 @@ def _check_month(value: str | None) -> str | None:
 
 class CrawlParams(RetryParams):  # + timeout_s, retries, backoff_base_s, backoff_max_s, retry_after_max_s
     source: str = PUBLIC_ARCHIVE  # http(s) base URL or local directory in the archive layout
-    out_dir: str = "data/raw/petitions"
+    out_dir: WorkspacePath = "data/raw/petitions"
     months: list[str] | None = None  # explicit month list (YYYY-MM); null = every file in `files`
     month_from: str | None = None  # inclusive YYYY-MM bound applied to the listing
     month_to: str | None = None

@@ -1,18 +1,23 @@
 """Params of the fetch_task and finetune stages (see elmo/stages/fetch_task.py, finetune.py, elmo/task/).
 
 ``finetune.task`` says where the labeled data comes from and how to read it: another labeled
-Korean dataset in JSON (an array of objects), JSON lines or CSV needs only these keys changed.
-``finetune.model`` is the task model that is saved to ``models/ynat``; ``finetune.compare`` lists
+Korean dataset in JSON (an array of objects), JSON lines, CSV or TSV needs only these keys changed.
+Its ``name`` names its outputs: ``data/task/<name>``, ``models/<name>``, the registered model
+``elmo-<name>`` and the MLflow run ``finetune-<name>`` (unless ``data_dir`` / ``out_dir`` are set),
+so a second dataset never overwrites the first one's.
+``finetune.model`` is the task model that is saved to ``out_dir``; ``finetune.compare`` lists
 the baselines and ablations trained in the same run (a table in ``metrics/`` and the README).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from elmo.params.base import Section
+from elmo.params.paths import WorkspacePath, check_file_name
 from elmo.params.retry import RetryParams
 
 KLUE_YNAT = "https://raw.githubusercontent.com/KLUE-benchmark/KLUE/main/klue_benchmark/ynat-v1.1/"
@@ -24,15 +29,37 @@ COMPARISONS = ("tfidf_lr", "no_elmo", "random_bilm", "elmo_no_gamma", "elmo", "e
 BILM_MODES = ("frozen", "adapted", "unfrozen", "adapted_unfrozen")
 DEFAULT_COMPARE = ("tfidf_lr", "no_elmo", "random_bilm", "elmo", "adapted", "unfrozen")
 
+TASK_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")  # goes into paths and registered model names
+
+
+def task_data_dir(name: str) -> str:
+    return f"data/task/{name}"
+
+
+def task_model_dir(name: str) -> str:
+    return f"models/{name}"
+
+
+def adapted_bilm_dir(name: str) -> str:
+    return f"models/bilm_{name}"
+
+
+def _task_name(data: Any) -> str:
+    """finetune.task.name from raw input (a mapping or a validated section), defaulting like the field."""
+    task = data.get("task") if isinstance(data, dict) else None
+    name = task.get("name") if isinstance(task, dict) else getattr(task, "name", None)
+    return name if isinstance(name, str) else TaskDataParams.model_fields["name"].default
+
 
 class TaskDataParams(RetryParams):  # + timeout_s, retries, backoff_base_s, backoff_max_s, retry_after_max_s
-    name: str = "ynat"
+    name: str = "ynat"  # lower-case letters, digits, '_', '.', '-': names the task's paths and model
     # http(s) base URL or local directory holding train_file and dev_file (the KLUE layout).
     # Offline mirror: `make pipeline MIRROR=../shared/data` points it at 127.0.0.1.
     source: str = KLUE_YNAT
     train_file: str = "ynat-v1.1_train.json"
     dev_file: str = "ynat-v1.1_dev.json"
-    format: Literal["auto", "json", "jsonl", "csv"] = "auto"  # auto: by file suffix
+    format: Literal["auto", "json", "jsonl", "csv", "tsv"] = "auto"  # auto: by suffix (.json .jsonl .csv .tsv)
+    delimiter: str | None = None  # csv/tsv: the field separator (null: ',' for csv, tab for tsv)
     text_field: str = "title"
     label_field: str = "label"
     id_field: str | None = "guid"  # optional; used to name records in messages
@@ -43,7 +70,36 @@ class TaskDataParams(RetryParams):  # + timeout_s, retries, backoff_base_s, back
     empty_text: Literal["error", "skip"] = "skip"
     # A dev label that never occurs in train cannot be predicted: stop, or count and skip those records.
     unseen_dev_labels: Literal["error", "skip"] = "error"
-    data_dir: str = "data/task/ynat"  # fetch_task writes the two files and manifest.json here
+    # fetch_task writes the two files and manifest.json here; null: data/task/<name> (what dvc.yaml declares)
+    data_dir: WorkspacePath | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_data_dir(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("data_dir") is None:
+            name = data.get("name", cls.model_fields["name"].default)
+            data = {**data, "data_dir": task_data_dir(name) if isinstance(name, str) else None}
+        return data
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not TASK_NAME_RE.fullmatch(value):
+            raise ValueError(f"{value!r}: a task name is 1-64 lower-case letters, digits, '_', '.' or '-' "
+                             "(it names data/task/<name>, models/<name> and the registered model)")
+        return value
+
+    @field_validator("train_file", "dev_file")
+    @classmethod
+    def _file_name(cls, value: str) -> str:
+        return check_file_name(value)
+
+    @field_validator("delimiter")
+    @classmethod
+    def _delimiter(cls, value: str | None) -> str | None:
+        if value is not None and (len(value) != 1 or value in "\"\r\n"):
+            raise ValueError(f"{value!r}: one character (e.g. ',' or '\\t'), not a quote or a line break")
+        return value
 
 
 class TaskModelParams(Section):
@@ -88,7 +144,8 @@ class TrainParams(Section):
 class AdaptParams(Section):
     """LM fine-tuning of the biLM on the task's text (modes adapted, adapted_unfrozen; elmo/task/adapt.py)."""
 
-    out_dir: str = "models/bilm_ynat"  # the adapted biLM; reused while biLM, texts and these keys are unchanged
+    # the adapted biLM, reused while biLM, texts and these keys are unchanged; null: models/bilm_<task.name>
+    out_dir: WorkspacePath | None = None
     use_dev_texts: bool = False  # also the dev set's texts (never its labels)
     max_steps: int = Field(400, ge=1)
     max_minutes: float = Field(4.0, ge=0)  # 0 = no limit
@@ -152,13 +209,13 @@ class TfidfParams(Section):
 class FinetuneParams(Section):
     task: TaskDataParams = TaskDataParams()
     bilm_dir: str = "models/bilm"  # what pretrain writes
-    out_dir: str = "models/ynat"
-    metrics: str = "metrics/finetune.json"
-    comparison: str = "metrics/finetune_comparison.json"
-    comparison_table: str = "metrics/finetune_comparison.md"
-    plots_dir: str = "plots/finetune"
+    out_dir: WorkspacePath | None = None  # the classifier; null: models/<task.name> (what dvc.yaml declares)
+    metrics: WorkspacePath = "metrics/finetune.json"
+    comparison: WorkspacePath = "metrics/finetune_comparison.json"
+    comparison_table: WorkspacePath = "metrics/finetune_comparison.md"
+    plots_dir: WorkspacePath = "plots/finetune"
     # frozen biLM layer outputs, computed once per (biLM, tokens) and reused (not a DVC output)
-    cache_dir: str = "data/cache/elmo"
+    cache_dir: WorkspacePath = "data/cache/elmo"
     cache_dtype: Literal["float16", "float32"] = "float16"
     embed_batch_tokens: int = Field(4096, ge=16)  # tokens per biLM batch when computing layers
     max_tokens: int = Field(64, ge=1)  # a longer headline keeps its first max_tokens tokens (counted)
@@ -175,6 +232,16 @@ class FinetuneParams(Section):
     tfidf: TfidfParams = TfidfParams()
     compare: list[Literal["tfidf_lr", "no_elmo", "random_bilm", "elmo_no_gamma", "elmo", "elmo_in_out", "adapted",
                           "unfrozen", "adapted_unfrozen"]] = Field(default_factory=lambda: list(DEFAULT_COMPARE))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_out_dir(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("out_dir") is None:
+            data = {**data, "out_dir": task_model_dir(_task_name(data))}
+        adapt = data.get("adapt") if isinstance(data, dict) else None
+        if isinstance(data, dict) and (adapt is None or isinstance(adapt, dict) and adapt.get("out_dir") is None):
+            data = {**data, "adapt": {**(adapt or {}), "out_dir": adapted_bilm_dir(_task_name(data))}}
+        return data
 
     @model_validator(mode="after")
     def _ngrams(self):

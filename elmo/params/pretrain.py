@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from elmo.params.base import Section, runtime_only, runtime_only_keys
+from elmo.params.paths import WorkspacePath
 
 
 class ModelParams(Section):
@@ -128,10 +129,10 @@ def _deep_merge(base: dict, over: dict) -> dict:
 class PretrainParams(Section):
     vocab_dir: str = "data/processed/vocab"  # what the vocab stage writes (vocab.out_dir)
     arrays_dir: str = "data/processed/arrays"  # ... and its training arrays (vocab.arrays_dir)
-    out_dir: str = "models/bilm"  # config.json, weights.safetensors, vocab/
-    checkpoint_dir: str = runtime_only("models/checkpoints/bilm")  # last/best/periodic checkpoints; not a DVC output
-    metrics: str = "metrics/pretrain.json"
-    plots_dir: str = "plots/pretrain"  # loss.csv, perplexity.csv (dvc plots)
+    out_dir: WorkspacePath = "models/bilm"  # config.json, weights.safetensors, vocab/
+    checkpoint_dir: WorkspacePath = runtime_only("models/checkpoints/bilm")  # last/best/periodic; not a DVC output
+    metrics: WorkspacePath = "metrics/pretrain.json"
+    plots_dir: WorkspacePath = "plots/pretrain"  # loss.csv, perplexity.csv (dvc plots)
     resume: bool = runtime_only(True)  # continue an interrupted run of the same config, data and code
     preset: str = "small"  # a name under presets: tiny, small, full, or one you add
     presets: dict[str, PresetParams] = Field(

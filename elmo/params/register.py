@@ -14,6 +14,7 @@ import re
 from pydantic import Field, field_validator, model_validator
 
 from elmo.params.base import Section
+from elmo.params.paths import WorkspacePath
 
 _LOADER_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][\w.\-]*$")
@@ -22,8 +23,9 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][\w.\-]*$")
 class RegisteredModelParams(Section):
     """One model the register stage registers (one MLflow registered model)."""
 
-    name: str  # MLflow registered model name, e.g. elmo-ynat
-    model_dir: str  # the DVC output (a directory) that is the model
+    # MLflow registered model name, e.g. elmo-bilm; null for finetune's model: elmo-<finetune.task.name>
+    name: str | None = None
+    model_dir: str | None = None  # the DVC output (a directory) that is the model; null for finetune's: its out_dir
     dvc_stage: str  # the dvc.yaml/dvc.lock stage whose outs include model_dir
     metrics_file: str  # JSON metrics written by that stage
     metric: str  # dotted key in metrics_file that decides who is champion
@@ -37,8 +39,8 @@ class RegisteredModelParams(Section):
 
     @field_validator("name")
     @classmethod
-    def _name(cls, v: str) -> str:
-        if not _NAME_RE.match(v):
+    def _name(cls, v: str | None) -> str | None:
+        if v is not None and not _NAME_RE.match(v):
             raise ValueError("a registered model name: letters, digits, '.', '_', '-'")
         return v
 
@@ -70,9 +72,7 @@ _BILM = RegisteredModelParams(
     loader="elmo.registry.embedder:BiLMEmbedder",
     example=["국민청원 게시판에 의견을 남겼습니다."],
 )
-_YNAT = RegisteredModelParams(
-    name="elmo-ynat",
-    model_dir="models/ynat",
+_YNAT = RegisteredModelParams(  # name and model_dir follow finetune.task.name (elmo/params/__init__.py)
     dvc_stage="finetune",
     metrics_file="metrics/finetune.json",
     metric="macro_f1",
@@ -90,10 +90,10 @@ class RegisterParams(Section):
     # key -> model; the keys are what dvc.yaml templates read (${register.models.ynat.model_dir}).
     models: dict[str, RegisteredModelParams] = {"bilm": _BILM, "ynat": _YNAT}
     primary: str = "ynat"  # the model a bare number in `elmo rollback --to N` refers to
-    report: str = "metrics/register.json"  # what the stage did (versions, champion decisions)
+    report: WorkspacePath = "metrics/register.json"  # what the stage did (versions, champion decisions)
     # pip packages a served model needs; pinned to the installed versions when logged.
     pip_requirements: list[str] = SERVE_REQUIREMENTS
-    rollback_state: str = ".elmo/rollback.json"  # what the last rollback wrote (never in git)
+    rollback_state: WorkspacePath = ".elmo/rollback.json"  # what the last rollback wrote (never in git)
 
     @field_validator("alias")
     @classmethod
@@ -108,7 +108,19 @@ class RegisterParams(Section):
             raise ValueError("models: declare at least one model")
         if self.primary not in self.models:
             raise ValueError(f"primary: {self.primary!r} is not a key of models ({', '.join(self.models)})")
-        names = [m.name for m in self.models.values()]
-        if len(set(names)) != len(names):
-            raise ValueError("models: two entries register under the same name")
         return self
+
+
+def derive_task_model(register: RegisterParams, task_name: str, out_dir: str) -> None:
+    """Fill in ``name`` / ``model_dir`` left null on finetune's model (``elmo-<task>``, finetune.out_dir);
+    ValueError naming the key for another model without them, or two models under one name."""
+    for key, spec in register.models.items():
+        missing = [k for k in ("name", "model_dir") if getattr(spec, k) is None]
+        if missing and spec.dvc_stage != "finetune":
+            raise ValueError(f"register.models.{key}.{missing[0]}: required (only finetune's model derives it)")
+        derived = {"name": f"elmo-{task_name}", "model_dir": out_dir}
+        if missing:  # a copy: the sections are frozen, and a default entry may be shared
+            register.models[key] = spec.model_copy(update={k: derived[k] for k in missing})
+    names = [m.name for m in register.models.values()]
+    if len(set(names)) != len(names):
+        raise ValueError("register.models: two entries register under the same name")

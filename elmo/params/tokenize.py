@@ -7,12 +7,13 @@ from typing import Literal
 from pydantic import Field
 
 from elmo.params.base import Section, runtime_only, runtime_only_keys
+from elmo.params.paths import WorkspacePath
 
 
 class TokenizeParams(Section):
     in_parquet: str = "data/interim/petitions.parquet"  # what clean writes
-    out_dir: str = "data/processed/sentences"  # {train,valid,test}.parquet + tokenizer.json
-    metrics: str = "metrics/tokenize.json"
+    out_dir: WorkspacePath = "data/processed/sentences"  # {train,valid,test}.parquet + tokenizer.json
+    metrics: WorkspacePath = "metrics/tokenize.json"
     # Morphological analyser: mecab (konlpy's Mecab with the python-mecab-ko-dic dictionary, through
     # a fast output format; the default) or okt / komoran (konlpy, need a Java runtime).
     tagger: Literal["mecab", "okt", "komoran"] = "mecab"

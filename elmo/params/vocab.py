@@ -7,13 +7,14 @@ from typing import Literal
 from pydantic import Field
 
 from elmo.params.base import Section
+from elmo.params.paths import WorkspacePath
 
 
 class VocabParams(Section):
     in_dir: str = "data/processed/sentences"  # what tokenize writes
-    out_dir: str = "data/processed/vocab"  # vocab.json, words.txt, chars.txt (copied into models)
-    arrays_dir: str = "data/processed/arrays"  # memory-mapped training arrays per split
-    metrics: str = "metrics/vocab.json"
+    out_dir: WorkspacePath = "data/processed/vocab"  # vocab.json, words.txt, chars.txt (copied into models)
+    arrays_dir: WorkspacePath = "data/processed/arrays"  # memory-mapped training arrays per split
+    metrics: WorkspacePath = "metrics/vocab.json"
     # Word vocabulary, built on the train split only: words seen at least min_count times, the most
     # frequent first, at most max_size entries including the 4 specials <pad> <unk> <bos> <eos>.
     min_count: int = Field(3, ge=1)

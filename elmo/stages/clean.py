@@ -26,7 +26,7 @@ import polars as pl
 from tqdm import tqdm
 
 from elmo.clean.normalize import Normalizer
-from elmo.clean.reader import manifest_files, read_month, split_lines
+from elmo.clean.reader import manifest_files, read_manifest, read_month, split_lines
 from elmo.clean.schema import OUTPUT_COLUMNS, REASONS, Rejection, parse_record
 from elmo.clean.split import assign_splits
 from elmo.contracts import SPLITS
@@ -102,6 +102,7 @@ def run(params: Params, root: Path) -> dict[str, Any]:
         norm = Normalizer.from_params(p)
     except ValueError as err:
         raise StageError(str(err)) from None
+    missing = sorted(read_manifest(in_dir).get("missing") or [])
     rows, raws, quarantine, read_per_file, nbytes = read_rows(in_dir)
     steps = tqdm(total=3, desc="clean: normalise", unit="step")
     valid, empty = normalise(rows, raws, norm)
@@ -174,6 +175,8 @@ def run(params: Params, root: Path) -> dict[str, Any]:
         "quarantine_reasons": {k: v for k, v in metrics["quarantine_reasons"].items() if v},
         "duplicate_ids": sorted(set(dups["petition_idx"].to_list()))[:20],
         "files": per_file,
+        # listed months the source did not have (crawl.allow_missing_months): not in this data
+        "missing_months": missing,
         "seconds": round(seconds, 3),
         "rows_per_s": round(read / seconds) if seconds > 0 else None,
         "mb_per_s": round(nbytes / 1e6 / seconds, 2) if seconds > 0 else None,

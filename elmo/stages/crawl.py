@@ -6,7 +6,11 @@ temporary file, verified (every line a JSON object with the archive's keys), the
 ``concurrency`` at a time, with a progress bar for files and bytes. Incremental: a month whose
 bytes are unchanged at the source (HTTP validators, or sha256 for a local source) is not
 downloaded again and its manifest entry stays as it was. The output directory ends up holding
-exactly the selected months (stale month files are removed) plus ``manifest.json``.
+exactly the selected months plus ``manifest.json``: a month no longer selected is removed, but only
+if the manifest says crawl wrote it (a file crawl did not write is never deleted).
+
+Nothing in a local source is ever written or deleted: an ``out_dir`` that is the source, lies
+inside it or contains it is refused before anything is touched.
 
 Fails (StageError) if a month cannot be fetched or verified after the retries, or if a listed
 month is missing (404) and ``allow_missing_months`` is false — after finishing every other month,
@@ -29,9 +33,9 @@ from tqdm import tqdm
 from elmo.crawl.fetch import FetchError, FetchResult, NotFound, fetch_bytes, fetch_file, make_client
 from elmo.crawl.manifest import MANIFEST_NAME, Manifest
 from elmo.crawl.retry import RetryPolicy
-from elmo.crawl.source import LISTING_NAME, MONTH_FILE_RE, Source, month_file, month_of, parse_listing
+from elmo.crawl.source import LISTING_NAME, MONTH_FILE_RE, Source, month_file, month_of, overlap, parse_listing
 from elmo.crawl.verify import verify_month_file
-from elmo.errors import StageError
+from elmo.errors import Interrupted, StageError
 from elmo.params import Params
 from elmo.params.crawl import CrawlParams
 
@@ -159,6 +163,51 @@ def _fetch_all(
     return results, missing, failures
 
 
+def check_out_dir(src: Source, out: Path, p: CrawlParams) -> None:
+    """Refuse an ``out_dir`` that is, lies inside, or contains a local source (crawl would write or
+    delete files of the source)."""
+    how = overlap(src.base, out) if src.kind == "local" else None
+    if how:
+        raise StageError(f"crawl.out_dir {p.out_dir!r} {how} crawl.source {p.source!r}; crawl never writes or "
+                         "deletes anything in its source: choose an out_dir outside it")
+
+
+def _selection(src: Source, p: CrawlParams, policy: RetryPolicy, client) -> tuple[list[str], list[str]]:
+    """(month files to fetch, requested months the listing lacks), from the source's listing."""
+    listing_url = src.locate(LISTING_NAME)
+    try:
+        text = fetch_bytes(listing_url, policy=policy, client=client).decode("utf-8")
+        listed = parse_listing(text, listing_url)
+    except UnicodeDecodeError as err:
+        raise StageError(f"crawl: the listing {listing_url}: not UTF-8 ({err.reason})") from None
+    except (FetchError, ValueError) as err:  # their messages name the listing already
+        raise StageError(f"crawl: the listing: {err}") from None
+    names, unlisted = select_months(listed, p)
+    if unlisted and not p.allow_missing_months:
+        raise StageError(
+            f"crawl.months: {', '.join(month_of(n) for n in unlisted)} not in the listing {listing_url} "
+            "(set crawl.allow_missing_months: true to go on without them)"
+        )
+    if not names:
+        raise StageError(
+            f"crawl: no months selected from {len(listed)} listed in {listing_url} "
+            f"(months={p.months}, month_from={p.month_from}, month_to={p.month_to})"
+        )
+    return names, unlisted
+
+
+def _interrupted(err: BaseException, manifest: Manifest | None, names: list[str], out: Path) -> Interrupted:
+    why = str(err) or "Ctrl-C"
+    if manifest is None:
+        return Interrupted(f"crawl: interrupted ({why}) while reading the listing; nothing in {out} was changed")
+    kept = sorted(n for n in names if n in manifest.files and (out / n).is_file())
+    left = {n: "not fetched (interrupted)" for n in names if n not in kept}
+    manifest.mark_incomplete("interrupted", left)
+    return Interrupted(f"crawl: interrupted ({why}); kept {len(kept)} complete month(s) in {out} "
+                       f"({', '.join(month_of(n) for n in kept) or 'none'}), no partial file; "
+                       f"{len(left)} not fetched. A rerun resumes; clean refuses until then.")
+
+
 def run(params: Params, root: Path) -> dict[str, Any]:
     p = params.crawl
     try:
@@ -166,49 +215,44 @@ def run(params: Params, root: Path) -> dict[str, Any]:
     except ValueError as err:
         raise StageError(f"crawl.source: {err}") from None
     out = root / p.out_dir
+    check_out_dir(src, out, p)
     out.mkdir(parents=True, exist_ok=True)
     policy = RetryPolicy.from_params(p)
     t0 = time.monotonic()
     with _exclusive(out), _sigterm_as_interrupt():
         leftovers = _remove_leftovers(out)
         client = make_client(policy, max_connections=p.concurrency) if src.kind == "http" else None
+        names: list[str] = []
+        manifest: Manifest | None = None
         try:
-            listing_url = src.locate(LISTING_NAME)
-            try:
-                text = fetch_bytes(listing_url, policy=policy, client=client).decode("utf-8")
-                listed = parse_listing(text, listing_url)
-            except (FetchError, UnicodeDecodeError, ValueError) as err:
-                raise StageError(f"crawl: the listing {listing_url}: {err}") from None
-            names, unlisted = select_months(listed, p)
-            if unlisted and not p.allow_missing_months:
-                raise StageError(
-                    f"crawl.months: {', '.join(month_of(n) for n in unlisted)} not in the listing {listing_url} "
-                    "(set crawl.allow_missing_months: true to go on without them)"
-                )
-            if not names:
-                raise StageError(
-                    f"crawl: no months selected from {len(listed)} listed in {listing_url} "
-                    f"(months={p.months}, month_from={p.month_from}, month_to={p.month_to})"
-                )
+            names, unlisted = _selection(src, p, policy, client)
             manifest = Manifest.load(out / MANIFEST_NAME, p.source)
             manifest.source = p.source
+            owned = set(manifest.files)  # what earlier crawls wrote here: the only files it may remove
             results, missing, failures = _fetch_all(names, src, out, manifest, p, policy, client)
+        except KeyboardInterrupt as err:
+            raise _interrupted(err, manifest, names, out) from None
         finally:
             if client is not None:
                 client.close()
         if failures:
+            manifest.mark_incomplete("failed", failures)
             lines = "\n".join(f"  {name}: {msg}" for name, msg in sorted(failures.items()))
             raise StageError(
                 f"crawl: {len(failures)} of {len(names)} months failed; the {len(results)} others are "
                 f"saved and a rerun resumes:\n{lines}"
             )
-        # The directory now mirrors the selection: drop months no longer selected or gone at the source.
+        # The directory now mirrors the selection: drop months no longer selected or gone at the
+        # source — only those the manifest says crawl wrote; anything else is reported, not touched.
         keep = set(results)
-        removed = []
+        removed, foreign = [], []
         for path in sorted(out.iterdir()):
             if MONTH_FILE_RE.fullmatch(path.name) and path.name not in keep:
-                path.unlink()
-                removed.append(path.name)
+                if path.name in owned and path.is_file() and not path.is_symlink():
+                    path.unlink()
+                    removed.append(path.name)
+                else:
+                    foreign.append(path.name)
         manifest.retain(keep, missing=[*missing, *unlisted])
 
     seconds = time.monotonic() - t0
@@ -223,6 +267,7 @@ def run(params: Params, root: Path) -> dict[str, Any]:
         "unchanged": len(results) - len(fetched),
         "missing": sorted([*missing, *unlisted]),
         "removed": removed,
+        "not_ours": foreign,  # month files crawl did not write: left alone (clean refuses them)
         "leftovers_removed": leftovers,
         "retries": sum(r.attempts - 1 for r in results.values()),
         "bytes": sum(r.bytes for r in results.values()),

@@ -20,8 +20,9 @@ log = logging.getLogger("elmo.fetch_task")
 MANIFEST = "manifest.json"
 
 
-def file_location(source: str, name: str, root: Path) -> str:
-    from elmo.crawl.source import source_kind
+def file_location(source: str, name: str, root: Path, data_dir: Path | None = None) -> str:
+    """The URL or path of ``name`` in ``source``; a local source must not overlap ``data_dir``."""
+    from elmo.crawl.source import overlap, source_kind
 
     try:
         kind = source_kind(source)
@@ -33,6 +34,10 @@ def file_location(source: str, name: str, root: Path) -> str:
     base = base if base.is_absolute() else root / base
     if not base.is_dir():
         raise FileNotFoundError(f"finetune.task.source: {source}: no such directory")
+    how = overlap(base, data_dir) if data_dir is not None else None
+    if how:
+        raise StageError(f"finetune.task.data_dir {str(data_dir)!r} {how} finetune.task.source {source!r}; "
+                         "fetch_task never writes in its source: choose a data_dir outside it")
     return str(base / name)
 
 
@@ -41,20 +46,23 @@ def run(params, root: Path) -> dict:
 
     t = params.finetune.task
     out = root / t.data_dir
+    for name in (t.train_file, t.dev_file):
+        file_location(t.source, name, root, out)  # refuses an overlap before anything is written
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / MANIFEST
     previous = {}
     if manifest_path.is_file():
         try:
             previous = json.loads(manifest_path.read_text(encoding="utf-8")).get("files", {})
-        except (json.JSONDecodeError, AttributeError):
+        except (ValueError, AttributeError):  # a damaged manifest only costs a download
             previous = {}
+    previous = previous if isinstance(previous, dict) else {}
     policy = RetryPolicy.from_params(t)
     files, report = {}, {"source": t.source, "data_dir": t.data_dir, "files": {}}
     for name in (t.train_file, t.dev_file):
         url = file_location(t.source, name, root)
         prev = previous.get(name)
-        if prev and prev.get("url") != url:
+        if not isinstance(prev, dict) or prev.get("url") != url:
             prev = None
         verify = _verifier_for(t, name)
         try:
@@ -82,7 +90,8 @@ def _verifier_for(t, name: str):
     def verify(tmp: Path) -> dict:
         try:
             records, rep = read_records(tmp, text_field=t.text_field, label_field=t.label_field,
-                                        id_field=t.id_field, fmt=fmt, invalid_records="skip", empty_text="skip")
+                                        id_field=t.id_field, fmt=fmt, invalid_records="skip", empty_text="skip",
+                                        delimiter=t.delimiter)
         except StageError as err:
             raise VerifyError(str(err).replace(str(tmp), name)) from None
         return {"records": len(records), "skipped": sum(rep.skipped.values())}

@@ -31,7 +31,7 @@ def load_task_data(t, data_dir: Path) -> dict[str, Any]:
     from elmo.task.data import check_labels, read_records
 
     kw = dict(text_field=t.text_field, label_field=t.label_field, id_field=t.id_field, fmt=t.format,
-              invalid_records=t.invalid_records, empty_text=t.empty_text)
+              invalid_records=t.invalid_records, empty_text=t.empty_text, delimiter=t.delimiter)
     train, train_rep = read_records(data_dir / t.train_file, **kw)
     dev, dev_rep = read_records(data_dir / t.dev_file, **kw)
     labels, dev, unseen = check_labels(train, dev, str(data_dir / t.dev_file), t.unseen_dev_labels)
@@ -101,8 +101,8 @@ def run(params, root: Path) -> dict:
     say(f"finetune: {len(train_recs)} train / {len(dev_recs)} dev texts, {len(labels)} labels; "
         f"skipped train {dict(reps['train'].skipped)} dev {dict(reps['dev'].skipped)}")
 
-    with start_run(params.mlflow, root, stage="finetune", params={"finetune": f.model_dump(), "seed": params.seed,
-                                                                   "tokenizer": tokenizer.config()}) as run:
+    with start_run(params.mlflow, root, stage="finetune", run_name=f"finetune-{f.task.name}",
+                   params={"finetune": f.model_dump(), "seed": params.seed, "tokenizer": tokenizer.config()}) as run:
         from elmo.task.experiment import Experiment
 
         job = Experiment(params, root, labels, train_recs, train_tok, dev_recs, dev_tok, tokenizer,

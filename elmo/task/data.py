@@ -1,4 +1,4 @@
-"""Labeled text datasets: JSON (an array of objects, as KLUE ships), JSON lines, or CSV.
+"""Labeled text datasets: JSON (an array of objects, as KLUE ships), JSON lines, CSV or TSV.
 
 ``read_records(path, spec)`` returns the usable records and a count of what was skipped. Which
 field holds the text and which the label is a param (``finetune.task.text_field`` /
@@ -9,7 +9,12 @@ line (1-based; for a JSON array, the line where the record starts) and the field
   or label field, or one of the wrong type -> ``StageError`` (``invalid_records: error``) or a
   counted skip (``skip``);
 * an empty text -> a counted skip (``empty_text: skip``) or an error;
-* a JSON syntax error -> always an error (nothing after it can be trusted).
+* a JSON syntax error, or a CSV/TSV the csv module cannot read (an unclosed quote) -> always an
+  error (nothing after it can be trusted).
+
+CSV and TSV have a header row naming the columns; the separator is ``,`` for csv, a tab for tsv, or
+``finetune.task.delimiter``. Labels may be strings or integers (``0``, ``1``, ... in JSON, or any
+text in CSV/TSV); they are compared as strings.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from typing import Any
 
 from elmo.errors import StageError
 
-FORMATS = ("json", "jsonl", "csv")
+FORMATS = ("json", "jsonl", "csv", "tsv")
+SUFFIXES = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv", ".tab": "tsv"}
 
 
 @dataclass(frozen=True)
@@ -65,13 +71,10 @@ def detect_format(path: Path, fmt: str = "auto") -> str:
             raise StageError(f"unknown dataset format {fmt!r} (one of auto, {', '.join(FORMATS)})")
         return fmt
     suffix = path.suffix.lower()
-    if suffix == ".json":
-        return "json"
-    if suffix in (".jsonl", ".ndjson"):
-        return "jsonl"
-    if suffix in (".csv", ".tsv"):
-        return "csv"
-    raise StageError(f"{path}: cannot tell the format from the suffix {suffix!r}; set finetune.task.format")
+    if suffix in SUFFIXES:
+        return SUFFIXES[suffix]
+    raise StageError(f"{path}: cannot tell the format from the suffix {suffix!r}; set finetune.task.format "
+                     f"({', '.join(FORMATS)})")
 
 
 def normalize_text(text: str) -> str:
@@ -136,30 +139,40 @@ def _iter_jsonl(path: Path, report: ReadReport, policy: str) -> Iterator[tuple[i
                 report.skip("malformed", msg)
 
 
-def _iter_csv(path: Path, report: ReadReport, policy: str, required: list[str]) -> Iterator[tuple[int, Any]]:
+def _iter_csv(path: Path, report: ReadReport, policy: str, required: list[str], delimiter: str,
+              ) -> Iterator[tuple[int, Any]]:
+    kind = "TSV" if delimiter == "\t" else "CSV"
     with open(path, encoding="utf-8-sig", newline="") as fh:
-        delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
         reader = csv.reader(fh, delimiter=delimiter)
         try:
-            header = next(reader)
-        except StopIteration:
-            return
-        missing = [f for f in required if f not in header]
-        if missing:
-            raise StageError(f"{path}: line 1: the header has no column {', '.join(map(repr, missing))} "
-                             f"(columns: {', '.join(header)})")
-        start = reader.line_num + 1
-        for row in reader:
-            lineno, start = start, reader.line_num + 1
-            if not row or row == [""]:
-                continue
-            if len(row) != len(header):
-                msg = f"{path}: line {lineno}: {len(row)} columns, the header has {len(header)}"
-                if policy == "error":
-                    raise StageError(msg)
-                report.skip("malformed", msg)
-                continue
-            yield lineno, dict(zip(header, row))
+            yield from _csv_rows(path, reader, report, policy, required)
+        except csv.Error as err:
+            raise StageError(f"{path}: line {reader.line_num}: not valid {kind}: {err} (an unclosed quote? "
+                             "finetune.task.delimiter sets the separator)") from None
+
+
+def _csv_rows(path: Path, reader, report: ReadReport, policy: str, required: list[str]
+              ) -> Iterator[tuple[int, Any]]:
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    missing = [f for f in required if f not in header]
+    if missing:
+        raise StageError(f"{path}: line 1: the header has no column {', '.join(map(repr, missing))} "
+                         f"(columns: {', '.join(header)})")
+    start = reader.line_num + 1
+    for row in reader:
+        lineno, start = start, reader.line_num + 1
+        if not row or row == [""]:
+            continue
+        if len(row) != len(header):
+            msg = f"{path}: line {lineno}: {len(row)} columns, the header has {len(header)}"
+            if policy == "error":
+                raise StageError(msg)
+            report.skip("malformed", msg)
+            continue
+        yield lineno, dict(zip(header, row))
 
 
 def _field(obj: Any, name: str, where: str, *, allow_int: bool = False) -> str:
@@ -177,7 +190,7 @@ def _field(obj: Any, name: str, where: str, *, allow_int: bool = False) -> str:
 
 def read_records(path: str | Path, *, text_field: str, label_field: str, id_field: str | None = None,
                  fmt: str = "auto", invalid_records: str = "error", empty_text: str = "skip",
-                 ) -> tuple[list[Record], ReadReport]:
+                 delimiter: str | None = None) -> tuple[list[Record], ReadReport]:
     """Records of a labeled dataset file and what was skipped (see the module docstring)."""
     path = Path(path)
     if not path.is_file():
@@ -189,7 +202,8 @@ def read_records(path: str | Path, *, text_field: str, label_field: str, id_fiel
     elif fmt == "jsonl":
         rows = _iter_jsonl(path, report, invalid_records)
     else:
-        rows = _iter_csv(path, report, invalid_records, [text_field, label_field])
+        sep = delimiter or ("\t" if fmt == "tsv" else ",")
+        rows = _iter_csv(path, report, invalid_records, [text_field, label_field], sep)
     out: list[Record] = []
     try:
         for line, obj in rows:
@@ -213,6 +227,8 @@ def read_records(path: str | Path, *, text_field: str, label_field: str, id_fiel
             out.append(Record(text=text, label=label, line=line, id=None if rid is None else str(rid)))
     except UnicodeDecodeError as err:
         raise StageError(f"{path}: not UTF-8 text: {err}") from None
+    except RecursionError:
+        raise StageError(f"{path}: a record is nested too deeply to read") from None
     report.records = len(out)
     if not out:
         raise StageError(f"{path}: no usable records ({sum(report.skipped.values())} skipped)")

@@ -288,7 +288,7 @@ class Experiment:
         table = [{k: v for k, v in r.items() if k != "history"} for r in rows]
         atomic_write_json(root / f.comparison, {"main_macro_f1": dev["macro_f1"], "rows": table})
         md_path = root / f.comparison_table
-        atomic_write_text(md_path, comparison_markdown(table, dev["macro_f1"]))
+        atomic_write_text(md_path, comparison_markdown(table, dev["macro_f1"], f.out_dir))
         plots = root / f.plots_dir
         write_csv(plots / "history.csv", main.history)
         with atomic_path(plots / "compare") as tmp:  # one curve per compared task model
@@ -319,7 +319,7 @@ class Experiment:
                 "seconds_total": round(result["seconds_total"], 1)}
 
 
-def comparison_markdown(rows: list[dict], main_f1: float) -> str:
+def comparison_markdown(rows: list[dict], main_f1: float, out_dir: str) -> str:
     lines = ["| model | what it is | dev macro-F1 | dev accuracy | held-out macro-F1 | best epoch | seconds |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -327,4 +327,4 @@ def comparison_markdown(rows: list[dict], main_f1: float) -> str:
         held = f"{r['heldout_macro_f1']:.4f}" if r.get("heldout_macro_f1") is not None else "-"
         lines.append(f"| {name} | {r['description']} | {r['macro_f1']:.4f} | {r['accuracy']:.4f} | {held} | "
                      f"{r['best_epoch'] if r['best_epoch'] is not None else '-'} | {r['seconds']:.0f} |")
-    return "\n".join(lines) + f"\n\nMain model (models/ynat): dev macro-F1 {main_f1:.4f}.\n"
+    return "\n".join(lines) + f"\n\nMain model ({out_dir}): dev macro-F1 {main_f1:.4f}.\n"

@@ -1,0 +1,100 @@
+"""A second labeled dataset through params alone: a 3-class TSV sentiment task (tests/fixtures/sentiment)
+fetched and finetuned end to end (tiny random biLM), landing under its own task-named paths beside YNAT."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from test_finetune import klue_files
+from tiny_elmo import make_bilm_dir
+
+FIXTURE = Path(__file__).parent / "fixtures" / "sentiment"
+SENTIMENT = {  # README "A new dataset": exactly these keys
+    "name": "sentiment", "source": "src/sentiment", "train_file": "train.tsv", "dev_file": "dev.tsv",
+    "format": "tsv", "text_field": "document", "label_field": "label", "id_field": "id",
+}
+
+
+def write_params(root: Path, repo_root: Path, bilm: Path, task: dict) -> Path:
+    params = yaml.safe_load((repo_root / "params.yaml").read_text(encoding="utf-8"))
+    f = params["finetune"]
+    f["task"].update(task)
+    f["bilm_dir"] = str(bilm)
+    f["model"].update(word_dim=8, hidden=8, word_min_count=1)
+    f["train"].update(batch_size=4, lr=0.01, max_epochs=2, patience=2, threads=1)
+    f["tfidf"].update(min_df=1)
+    f["adapt"].update(max_steps=4, batch_tokens=128, heldout_sentences=2)
+    f["cache_dtype"] = "float32"
+    f["compare"] = ["tfidf_lr", "elmo"]
+    path = root / "params.yaml"
+    path.write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def two_tasks(tmp_path_factory, repo_root):
+    from elmo.cli import run_stage
+    from elmo.text import Tokenizer
+
+    root = tmp_path_factory.mktemp("ws")
+    bilm = make_bilm_dir(tmp_path_factory.mktemp("bilm"), Tokenizer("mecab"))
+    klue_files(root / "src" / "ynat")
+    shutil.copytree(FIXTURE, root / "src" / "sentiment")
+    ynat = write_params(root, repo_root, bilm, {"source": "src/ynat"})
+    run_stage("fetch_task", str(ynat), root)
+    ynat_files = {p.name: p.read_bytes() for p in (root / "data/task/ynat").iterdir()}
+    pfile = write_params(root, repo_root, bilm, SENTIMENT)
+    fetched = run_stage("fetch_task", str(pfile), root)
+    report = run_stage("finetune", str(pfile), root)
+    return root, pfile, fetched, report, ynat_files
+
+
+def test_tsv_task_is_fetched_under_its_own_name(two_tasks) -> None:
+    root, _, fetched, _, ynat_files = two_tasks
+    data = root / "data/task/sentiment"
+    assert fetched["data_dir"] == "data/task/sentiment"
+    manifest = json.loads((data / "manifest.json").read_text())
+    assert manifest["files"]["train.tsv"]["records"] == 33 and manifest["files"]["dev.tsv"]["records"] == 9
+    assert (data / "dev.tsv").read_bytes() == (FIXTURE / "dev.tsv").read_bytes()
+    assert {p.name: p.read_bytes() for p in (root / "data/task/ynat").iterdir()} == ynat_files  # untouched
+
+
+def test_tsv_task_is_finetuned_into_its_own_model_and_run(two_tasks) -> None:
+    import mlflow
+
+    from elmo.params import load_params
+    from elmo.task.classifier import Classifier
+
+    root, pfile, _, report, _ = two_tasks
+    assert report["out_dir"] == "models/sentiment" and not (root / "models/ynat").exists()
+    metrics = json.loads((root / "metrics/finetune.json").read_text())
+    assert metrics["labels"] == ["0", "1", "2"] and metrics["n_train"] == 33 and metrics["n_dev"] == 9
+    clf = Classifier.load(root / "models/sentiment")
+    out = clf.predict(["배송이 빠르고 아주 만족한다", "정말 최악이다"])
+    assert [set(r["probs"]) for r in out] == [{"0", "1", "2"}] * 2
+    p = load_params(pfile)
+    assert p.register.models["ynat"].name == "elmo-sentiment"
+    assert p.register.models["ynat"].model_dir == "models/sentiment"
+    mlflow.set_tracking_uri("sqlite:///" + str(root / "mlflow.db"))
+    runs = mlflow.search_runs(experiment_names=["elmo-ko"], filter_string="tags.`elmo.stage` = 'finetune'")
+    assert list(runs["tags.mlflow.runName"]) == ["finetune-sentiment"]
+    comp = json.loads((root / "metrics/finetune_comparison.json").read_text())
+    assert [r["name"] for r in comp["rows"]] == ["tfidf_lr", "elmo", "main"]
+    assert (root / "models/bilm_sentiment/config.json").is_file()  # the biLM adapted on this task's texts
+
+
+def test_predict_defaults_to_the_tasks_model(two_tasks, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from elmo.cli import app
+
+    root, pfile, _, _, _ = two_tasks
+    monkeypatch.chdir(root)
+    res = CliRunner().invoke(app, ["predict", "정말 최악이다", "--json", "--params", str(pfile)])
+    assert res.exit_code == 0, res.output
+    assert set(json.loads(res.output)[0]["probs"]) == {"0", "1", "2"}
