@@ -200,3 +200,20 @@ def test_adapting_adds_the_task_text_s_missing_characters(bilm_dir, dataset, tmp
                                                                     heldout_sentences=0, extend_chars_min_count=0),
                       log=lambda s: None)
     assert kept.info["chars_added"] == [] and Vocabulary.load(vocab_dir(kept.path)).sha256 == before.sha256
+
+
+def test_random_bilm_control_has_the_shape_and_vocabulary_but_not_the_weights(bilm_dir, tmp_path) -> None:
+    from elmo.model import BiLM, vocab_dir
+    from elmo.model.files import read_config
+    from elmo.task.adapt import random_bilm
+    from elmo.vocab import Vocabulary
+
+    out = random_bilm(bilm_dir, tmp_path / "r", seed=7)
+    assert read_config(out)["config"] == read_config(bilm_dir)["config"]
+    assert Vocabulary.load(vocab_dir(out)).sha256 == Vocabulary.load(vocab_dir(bilm_dir)).sha256
+    trained, control = BiLM.load(bilm_dir).state_dict(), BiLM.load(out).state_dict()
+    assert not torch.equal(trained["forward_lm.layers.0.weight_ih_l0"], control["forward_lm.layers.0.weight_ih_l0"])
+    torch.manual_seed(7)
+    fresh = BiLM(read_config(bilm_dir)["config"]).state_dict()
+    assert all(torch.equal(fresh[k], control[k]) for k in fresh)  # exactly the seeded initialisation
+    assert random_bilm(bilm_dir, tmp_path / "r", seed=7) == out  # saved once, then reused

@@ -82,7 +82,7 @@ _YNAT = RegisteredModelParams(  # name and model_dir follow finetune.task.name (
 )
 
 SERVE_REQUIREMENTS = ["torch", "numpy", "safetensors", "pydantic", "PyYAML", "mecab-python3",
-                      "python-mecab-ko-dic"]
+                      "python-mecab-ko-dic", "scikit-learn", "scipy"]
 
 
 class RegisterParams(Section):

@@ -198,7 +198,7 @@ def adapt_bilm(bilm_dir: str | Path, token_lists: list[list[str]], out_dir: str 
     info = {"key": key, "format": FORMAT, "source_fingerprint": model_fingerprint(bilm_dir),
             "source": read_config(bilm_dir).get("meta", {}), "texts": len(token_lists), "heldout_texts": n_held,
             "steps": step, "tokens": tokens, "seconds": round(seconds, 2),
-            "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else None,
+            "tokens_per_s": round(tokens / max(seconds, 1e-9), 1),
             "heldout_ppl_before": round(ppl_before, 4), "heldout_ppl_after": round(ppl_after, 4),
             "chars_added": added, "options": asdict(opts)}
     log(f"adapted biLM: {step} steps, {tokens:,} tokens in {seconds:.0f}s ({info['tokens_per_s']} tokens/s); "

@@ -159,8 +159,7 @@ class Experiment:
             unfreeze = UnfreezePlan(n_groups=len(bilm_layer_groups(model.bilm)), lr=u.lr, factor=u.factor,
                                     bilm_lr_scale=u.bilm_lr_scale, gradual=u.gradual)
             options.update(lr=u.lr, max_epochs=u.max_epochs, patience=u.patience, max_seconds=u.max_minutes * 60,
-                           schedule="stlr",
-                           stlr_cut_frac=u.cut_frac, stlr_ratio=u.ratio)
+                           schedule="stlr", stlr_cut_frac=u.cut_frac, stlr_ratio=u.ratio)
         prefix = "" if name == MAIN else f"compare.{name}."
 
         def on_epoch(row: dict) -> None:
@@ -288,7 +287,8 @@ class Experiment:
         table = [{k: v for k, v in r.items() if k != "history"} for r in rows]
         atomic_write_json(root / f.comparison, {"main_macro_f1": dev["macro_f1"], "rows": table})
         md_path = root / f.comparison_table
-        atomic_write_text(md_path, comparison_markdown(table, dev["macro_f1"], f.out_dir))
+        atomic_write_text(md_path, comparison_markdown(table, dev["macro_f1"], f.out_dir,
+                                                        self.adapted.info if self.adapted is not None else None))
         plots = root / f.plots_dir
         write_csv(plots / "history.csv", main.history)
         with atomic_path(plots / "compare") as tmp:  # one curve per compared task model
@@ -319,7 +319,7 @@ class Experiment:
                 "seconds_total": round(result["seconds_total"], 1)}
 
 
-def comparison_markdown(rows: list[dict], main_f1: float, out_dir: str) -> str:
+def comparison_markdown(rows: list[dict], main_f1: float, out_dir: str, adapt: dict | None = None) -> str:
     lines = ["| model | what it is | dev macro-F1 | dev accuracy | held-out macro-F1 | best epoch | seconds |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -327,4 +327,10 @@ def comparison_markdown(rows: list[dict], main_f1: float, out_dir: str) -> str:
         held = f"{r['heldout_macro_f1']:.4f}" if r.get("heldout_macro_f1") is not None else "-"
         lines.append(f"| {name} | {r['description']} | {r['macro_f1']:.4f} | {r['accuracy']:.4f} | {held} | "
                      f"{r['best_epoch'] if r['best_epoch'] is not None else '-'} | {r['seconds']:.0f} |")
-    return "\n".join(lines) + f"\n\nMain model ({out_dir}): dev macro-F1 {main_f1:.4f}.\n"
+    text = "\n".join(lines) + f"\n\nMain model ({out_dir}): dev macro-F1 {main_f1:.4f}.\n"
+    if adapt is not None:
+        text += (f"The adapted biLM (shared by the adapted rows, not in their seconds): {adapt['steps']} steps, "
+                 f"{adapt['tokens']:,} tokens in {adapt['seconds']:.0f} s ({adapt['tokens_per_s']:,.0f} tokens/s); "
+                 f"held-out task-text perplexity {adapt['heldout_ppl_before']:.1f} -> "
+                 f"{adapt['heldout_ppl_after']:.1f}; {len(adapt['chars_added'])} characters added.\n")
+    return text
