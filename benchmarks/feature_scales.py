@@ -40,7 +40,8 @@ def main() -> None:
     out = elmo.embed([r["title"] for r in recs], mix=None)
     layers = torch.cat([h for h in out.layers], dim=1)  # (L+1, N_tokens, 2P)
     rms = [float(h.pow(2).mean().sqrt()) for h in layers]
-    mixed = float(ScalarMix(elmo.n_layers)(layers).pow(2).mean().sqrt())
+    with torch.no_grad():
+        mixed = float(ScalarMix(elmo.n_layers)(layers).pow(2).mean().sqrt())
     p = load_params(REPO / "params.yaml").finetune.model
     torch.manual_seed(0)
     model = TaskModel(TaskConfig(n_classes=7, vocab_size=20000, elmo_layers=elmo.n_layers, elmo_dim=elmo.dim,
