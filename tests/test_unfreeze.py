@@ -217,3 +217,19 @@ def test_random_bilm_control_has_the_shape_and_vocabulary_but_not_the_weights(bi
     fresh = BiLM(read_config(bilm_dir)["config"]).state_dict()
     assert all(torch.equal(fresh[k], control[k]) for k in fresh)  # exactly the seeded initialisation
     assert random_bilm(bilm_dir, tmp_path / "r", seed=7) == out  # saved once, then reused
+
+
+def test_heldout_slice_is_a_stable_hash_of_the_record_id() -> None:
+    from elmo.task.data import Record
+    from elmo.task.experiment import heldout_split
+
+    recs = [Record(text=f"제목 {i}", label="a", line=i + 1, id=f"id-{i}") for i in range(2000)]
+    mask = heldout_split(recs, 0.1, "salt")
+    assert 0.08 < mask.mean() < 0.12
+    shuffled = recs[::-1]
+    assert (heldout_split(shuffled, 0.1, "salt")[::-1] == mask).all()  # order never moves a record
+    assert not (heldout_split(recs, 0.1, "other") == mask).all()  # the salt does
+    no_ids = [Record(text=r.text, label="a", line=r.line) for r in recs]
+    assert heldout_split(no_ids, 0.1, "salt").any()  # without ids the text is the key
+    two = heldout_split(recs[:2], 0.1, "salt")
+    assert two.sum() == 1  # a tiny train split keeps one record on each side

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from elmo.embed.cache import model_fingerprint, tokens_fingerprint
+from elmo.errors import StageError
 from elmo.task.schedule import slanted_triangular
 
 FORMAT = "elmo-ko/adapted-bilm-v1"
@@ -146,7 +147,7 @@ def adapt_bilm(bilm_dir: str | Path, token_lists: list[list[str]], out_dir: str 
     bilm_dir, out_dir = Path(bilm_dir), Path(out_dir)
     token_lists = [t for t in token_lists if t]
     if not token_lists:
-        raise ValueError("adapting the biLM needs at least one non-empty text")
+        raise StageError("finetune.adapt: adapting the biLM needs at least one non-empty task text")
     key = adapt_key(bilm_dir, token_lists, opts)
     if (out_dir / "config.json").is_file():
         meta = read_config(out_dir).get("meta", {}).get("adapt", {})

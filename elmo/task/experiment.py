@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from elmo.errors import StageError
 from elmo.io import atomic_path, atomic_write_json, atomic_write_text
 from elmo.task.model import TaskConfig, TaskModel
 from elmo.task.train import FitResult, TaskData, evaluate, fit
@@ -49,7 +50,8 @@ class Experiment:
                  bilm_dir: Path | None, log: Callable[[str], None] = print) -> None:
         self.p, self.f, self.root, self.labels = params, params.finetune, Path(root), labels
         if len(train_recs) < 2:
-            raise ValueError(f"the train split has {len(train_recs)} text(s): a held-out slice needs at least 2")
+            raise StageError(f"{self.f.task.train_file}: {len(train_recs)} usable text(s); finetune needs at least 2 "
+                             "(one for the held-out slice)")
         held = heldout_split(train_recs, self.f.heldout_fraction, self.f.heldout_salt)
         self.fit_recs = [r for r, h in zip(train_recs, held) if not h]
         self.held_recs = [r for r, h in zip(train_recs, held) if h]
@@ -75,7 +77,7 @@ class Experiment:
     def bilm_for(self, mode: str) -> Path:
         """The biLM directory a mode uses: pretrained, adapted on the task text, or the random control."""
         if self.bilm_dir is None:
-            raise ValueError("this run has no biLM (finetune.bilm_dir)")
+            raise StageError("finetune.bilm_dir: this run has no biLM (run `elmo pretrain` first)")
         if mode in ("frozen", "unfrozen"):
             return self.bilm_dir
         if mode in ("adapted", "adapted_unfrozen"):
