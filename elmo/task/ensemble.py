@@ -58,15 +58,13 @@ class Ensemble:
 def select_ensemble(p_elmo: np.ndarray, p_tfidf: np.ndarray, y: np.ndarray, labels: list[str],
                     weights: Sequence[float]) -> tuple[Ensemble, list[dict]]:
     """Temperatures and the weight, all on held-out (p_elmo, p_tfidf, y); and each weight's held-out macro-F1."""
-    from elmo.task.metrics import classification_metrics
+    from elmo.task.metrics import probs_metrics
 
     t_e, t_t = fit_temperature(p_elmo, y), fit_temperature(p_tfidf, y)
     scores, best = [], None
-    truth = [labels[i] for i in y]
     for w in weights:
         ens = Ensemble(float(w), t_e, t_t)
-        pred = [labels[i] for i in ens.combine(p_elmo, p_tfidf).argmax(axis=1)]
-        f1 = classification_metrics(truth, pred, labels)["macro_f1"]
+        f1 = probs_metrics(y, ens.combine(p_elmo, p_tfidf), labels)["macro_f1"]
         scores.append({"weight": float(w), "heldout_macro_f1": f1})
         if best is None or f1 > best[0]:
             best = (f1, ens)

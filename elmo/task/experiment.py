@@ -16,8 +16,9 @@ import numpy as np
 
 from elmo.errors import StageError
 from elmo.io import atomic_path, atomic_write_json, atomic_write_text
+from elmo.task.metrics import probs_metrics
 from elmo.task.model import TaskConfig, TaskModel
-from elmo.task.train import FitResult, TaskData, evaluate, fit
+from elmo.task.train import FitResult, TaskData, fit, predict_proba
 from elmo.task.variants import BASELINE, BASELINE_DESCRIPTION, UNFROZEN_MODES, VARIANTS, variant_mode, variant_params
 from elmo.task.words import TaskWords
 
@@ -31,6 +32,7 @@ class Trained:
     model: Any  # TaskModel or BiLMTaskModel
     fit: FitResult
     dev: dict[str, Any]  # classification_metrics on the whole dev set
+    dev_probs: np.ndarray  # (N_dev, K): what dev was scored on (the ensemble reuses it)
     bilm_dir: Path | None  # the biLM it was trained with (its weights as trained: model.bilm for unfrozen)
 
 
@@ -38,10 +40,11 @@ def heldout_split(records, fraction: float, salt: str) -> np.ndarray:
     """(N,) bool: which train records form the held-out slice (a stable hash of id, or text without one)."""
     from elmo.stable_hash import unit_hash
 
-    mask = np.array([unit_hash(r.id if r.id is not None else r.text, salt) < fraction for r in records])
+    u = np.array([unit_hash(r.id if r.id is not None else r.text, salt) for r in records])
+    mask = u < fraction
     if mask.all() or not mask.any():  # a tiny train split: keep one record on each side
         mask = np.zeros(len(records), dtype=bool)
-        mask[int(np.argmin([unit_hash(r.id if r.id is not None else r.text, salt) for r in records]))] = True
+        mask[int(np.argmin(u))] = True
     return mask
 
 
@@ -172,10 +175,11 @@ class Experiment:
                  f"{len(train)} fit / {len(held)} held-out")
         result = fit(model, train, held, self.labels, name=name, unfreeze=unfreeze, on_epoch=on_epoch,
                      log=self.log, **options)
-        dev, _ = evaluate(model, self.data("dev", mode, bilm_dir), self.labels)
+        dev_probs = predict_proba(model, self.data("dev", mode, bilm_dir))
+        dev = probs_metrics(self.y["dev"], dev_probs, self.labels)
         self.log(f"{name}: best held-out macro-F1 {result.best_heldout['macro_f1']:.4f} at epoch {result.best_epoch}"
                  f" -> dev macro-F1 {dev['macro_f1']:.4f} ({result.seconds:.0f}s)")
-        return Trained(model, result, dev, bilm_dir)
+        return Trained(model, result, dev, dev_probs, bilm_dir)
 
     def tfidf(self) -> dict[str, Any]:
         """TF-IDF + logistic regression on the fit split: the baseline row and the ensemble's sparse half (once)."""
@@ -193,18 +197,14 @@ class Experiment:
     def ensemble(self, main: Trained) -> dict[str, Any]:
         """The main model x TF-IDF: temperatures and weight on the held-out slice, then dev once."""
         from elmo.task.ensemble import select_ensemble
-        from elmo.task.metrics import classification_metrics
-        from elmo.task.train import predict_proba
 
         tfidf = self.tfidf()["model"]
         mode = self.f.bilm.mode if main.model.cfg.use_elmo else None
         held = predict_proba(main.model, self.data("heldout", mode, main.bilm_dir))
         ens, scores = select_ensemble(held, tfidf.predict_proba([r.text for r in self.held_recs]), self.y["heldout"],
                                       self.labels, self.f.ensemble.weights)
-        dev_p = ens.combine(predict_proba(main.model, self.data("dev", mode, main.bilm_dir)),
-                            tfidf.predict_proba([r.text for r in self.dev_recs]))
-        dev = classification_metrics([self.labels[i] for i in self.y["dev"]],
-                                     [self.labels[i] for i in dev_p.argmax(axis=1)], self.labels)
+        dev_p = ens.combine(main.dev_probs, tfidf.predict_proba([r.text for r in self.dev_recs]))
+        dev = probs_metrics(self.y["dev"], dev_p, self.labels)
         held_f1 = max(s["heldout_macro_f1"] for s in scores)
         self.log(f"ensemble with tfidf_lr: weight {ens.weight} (temperatures {ens.t_elmo:.2f} / {ens.t_tfidf:.2f}), "
                  f"held-out macro-F1 {held_f1:.4f} -> dev macro-F1 {dev['macro_f1']:.4f}")

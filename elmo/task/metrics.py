@@ -54,3 +54,8 @@ def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str], labels:
         },
         "confusion": {"labels": labels, "matrix": cm.tolist()},
     }
+
+
+def probs_metrics(y: np.ndarray, probs: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
+    """:func:`classification_metrics` of the argmax of (N, K) ``probs`` against label ids ``y`` (N,)."""
+    return classification_metrics([labels[i] for i in y], [labels[i] for i in probs.argmax(axis=1)], labels)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from elmo.task.metrics import classification_metrics
+from elmo.task.metrics import probs_metrics
 from elmo.task.model import TaskModel
 from elmo.task.schedule import UnfreezePlan, bilm_layer_groups, set_trainable, slanted_triangular
 
@@ -129,9 +129,7 @@ def evaluate(model: TaskModel, data: TaskData, labels: list[str], batch_size: in
     probs = predict_proba(model, data, batch_size)
     loss = float(nn.functional.nll_loss(torch.log(torch.from_numpy(probs).clamp(min=1e-12)),
                                         torch.from_numpy(data.labels)).item())
-    y_pred = [labels[i] for i in probs.argmax(axis=1)]
-    y_true = [labels[i] for i in data.labels]
-    return classification_metrics(y_true, y_pred, labels), loss
+    return probs_metrics(data.labels, probs, labels), loss
 
 
 def make_optimizer(model, opts: FitOptions, unfreeze: UnfreezePlan | None):
