@@ -106,7 +106,7 @@ def _small() -> PresetParams:
                           highway_layers=1, projection_dim=128, lstm_dim=256, dropout=0.1, softmax="adaptive",
                           n_samples=1024, adaptive_cutoffs=[2000, 10000], adaptive_div_value=4.0),
         train=TrainParams(batch_tokens=2048, lr=3e-3, warmup_steps=20, schedule="linear", max_steps=2000,
-                          max_minutes=20, val_every_steps=50, val_batches=5, eval_max_tokens=200_000,
+                          max_minutes=30, val_every_steps=50, val_batches=5, eval_max_tokens=200_000,
                           checkpoint_every_steps=50),
     )
 
