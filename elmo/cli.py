@@ -42,8 +42,10 @@ def _fail(err: BaseException) -> None:
 
 def run_stage(name: str, params_file: str = DEFAULT_PARAMS_FILE, root: Path | None = None) -> dict:
     """Load params, run ``elmo.stages.<name>.run`` and return its report (the one entry point)."""
+    from elmo.log import configure
     from elmo.params import load_params
 
+    configure()
     params = load_params(params_file)
     module = importlib.import_module(f"elmo.stages.{name}")
     return module.run(params, Path(root or Path.cwd()))
@@ -52,9 +54,11 @@ def run_stage(name: str, params_file: str = DEFAULT_PARAMS_FILE, root: Path | No
 def _stage_command(name: str, help_text: str) -> None:
     def command(params: str = ParamsOpt) -> None:
         from elmo.errors import USER_ERRORS
+        from elmo.log import stdout_to_stderr
 
         try:
-            report = run_stage(name, params)
+            with stdout_to_stderr():  # stdout carries the JSON report only (elmo/log.py)
+                report = run_stage(name, params)
         except USER_ERRORS as err:
             _fail(err)
         typer.echo(json.dumps(report, ensure_ascii=False, indent=2, default=str))

@@ -109,6 +109,51 @@ def log_results(metrics: dict[str, float], *, step: int, tags: dict[str, str], f
         mlflow.log_artifact(str(f))
 
 
+class RunTracker:
+    """An open MLflow run, as the library sees it: metrics and files go through this object, so
+    library code (elmo/task/experiment.py) never imports mlflow. ``NullTracker`` logs nothing."""
+
+    def __init__(self, run) -> None:
+        self.run_id: str | None = run.info.run_id
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        import mlflow
+
+        mlflow.log_metrics(metrics, step=step)
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        import mlflow
+
+        mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+    def log_artifacts(self, directory: Path, artifact_path: str | None = None) -> None:
+        import mlflow
+
+        mlflow.log_artifacts(str(directory), artifact_path=artifact_path)
+
+
+class NullTracker:
+    """A tracker for library use without MLflow: every call does nothing."""
+
+    run_id: str | None = None
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        pass
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        pass
+
+    def log_artifacts(self, directory: Path, artifact_path: str | None = None) -> None:
+        pass
+
+
+def download_artifacts(uri: str) -> Path:
+    """A local copy of the artifacts behind an MLflow URI (``models:/name@alias``, ``runs:/id/path``)."""
+    import mlflow.artifacts
+
+    return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+
+
 def sqlite_path(p: MlflowParams, root: Path) -> Path | None:
     """The SQLite file behind the tracking store (None for a server URI)."""
     uri = resolve_tracking_uri(p, root)

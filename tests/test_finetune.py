@@ -145,7 +145,8 @@ def test_second_run_reuses_the_cached_layers(finetuned, capsys) -> None:
     again.write_text(yaml.safe_dump(params, allow_unicode=True))
     capsys.readouterr()
     run_stage("finetune", str(again), root)
-    assert "read from" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "read from" in captured.err and "read from" not in captured.out  # messages on stderr only
     assert sorted(p.name for p in (root / "data/cache/elmo").iterdir() if p.name != "random_bilm") == caches
     comp = json.loads((root / "metrics/finetune_comparison.json").read_text())
     assert [(r["name"], r["is_main"]) for r in comp["rows"]] == [("main", True)]

@@ -23,7 +23,6 @@ Used by the crawl stage for the petitions months and by finetune for the KLUE YN
 from __future__ import annotations
 
 import hashlib
-import logging
 import threading
 import time
 from collections.abc import Callable
@@ -37,8 +36,9 @@ import httpx
 from elmo.crawl.retry import RETRY_STATUSES, RetryPolicy, parse_http_date, parse_retry_after
 from elmo.crawl.source import source_kind
 from elmo.io import atomic_path, sha256_file
+from elmo.log import get_logger
 
-log = logging.getLogger("elmo.crawl")
+log = get_logger("crawl")
 
 CHUNK = 1 << 16
 USER_AGENT = "elmo-ko (+https://github.com/lovit/petitions_archive mirror client)"

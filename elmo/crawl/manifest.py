@@ -20,14 +20,14 @@ so DVC sees the same directory and nothing downstream reruns. Updated after ever
 from __future__ import annotations
 
 import json
-import logging
 import threading
 from pathlib import Path
 from typing import Any
 
 from elmo.io import atomic_write_json
+from elmo.log import get_logger
 
-log = logging.getLogger("elmo.crawl")
+log = get_logger("crawl")
 
 MANIFEST_NAME = "manifest.json"
 

@@ -35,9 +35,9 @@ def resolve_model_dir(path_or_uri: str | Path) -> Path:
     """A local biLM directory for a path, or for an MLflow registry URI (``models:/elmo-bilm@champion``)."""
     text = str(path_or_uri)
     if text.startswith(("models:/", "runs:/")):
-        import mlflow.artifacts
+        from elmo.tracking import download_artifacts
 
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=text))
+        local = download_artifacts(text)
         found = sorted(p.parent for p in local.rglob("config.json") if (p.parent / "weights.safetensors").is_file())
         if not found:
             raise FileNotFoundError(f"{text}: no saved biLM (config.json + weights.safetensors) "

@@ -19,20 +19,18 @@ import hashlib
 import json
 import math
 import posixpath
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from elmo.errors import StageError
+from elmo.log import get_logger
 from elmo.params import Params
 from elmo.params.register import RegisteredModelParams
 from elmo.registry import champion, dvcrepo, gitrepo, store
 from elmo.registry.lockfile import Lock, LockedStage, read_lock
 
-
-def say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+say = get_logger("registry").info  # human messages to stderr (elmo/log.py); stdout is the report
 
 
 def norm(path: str) -> str:

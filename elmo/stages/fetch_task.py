@@ -10,13 +10,13 @@ readable dataset of the configured format, and is recorded in ``<data_dir>/manif
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 from elmo.errors import StageError
 from elmo.io import atomic_write_json
+from elmo.log import get_logger
 
-log = logging.getLogger("elmo.fetch_task")
+log = get_logger("fetch_task")
 MANIFEST = "manifest.json"
 
 

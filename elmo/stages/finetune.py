@@ -1,10 +1,12 @@
 """finetune: a frozen-biLM ELMo classifier on the task data, with baselines and ablations.
 
     records (fetch_task) -> tokens (the pretraining Tokenizer) -> biLM layers, cached once
-      -> main model (finetune.model): early stopping + model selection on dev macro-F1
+      -> main model (finetune.model, biLM finetune.bilm.mode): epochs selected on a held-out slice of
+         train, x TF-IDF (elmo/task/experiment.py)
       -> comparisons (finetune.compare): TF-IDF + LR and task-model variants, same data, same run
-    writes models/ynat/ (Classifier), metrics/finetune.json, metrics/finetune_comparison.{json,md},
-    plots/finetune/{history.csv, dev_predictions.csv, confusion.png}; all also in the MLflow run.
+    writes (elmo/task/outputs.py) models/<task>/ (Classifier), metrics/finetune.json,
+    metrics/finetune_comparison.{json,md}, plots/finetune/; all also in the MLflow run.
+    Messages go to stderr (the elmo.finetune logger); stdout of `elmo finetune` is the JSON report.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from elmo.errors import StageError
+from elmo.log import get_logger
 
 # Idle OpenMP threads sleep instead of spinning: on 2 cores shared with other work, spinning threads
 # made the biLM and the task model 3-4x slower (benchmarks/README.md). Takes effect when torch is
@@ -22,8 +25,7 @@ from elmo.errors import StageError
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
-def say(msg: str) -> None:
-    print(msg, flush=True)
+log = get_logger("finetune")
 
 
 def load_task_data(t, data_dir: Path) -> dict[str, Any]:
@@ -79,7 +81,7 @@ def run(params, root: Path) -> dict:
 
     from elmo.task.variants import VARIANTS
     from elmo.text import Tokenizer
-    from elmo.tracking import start_run
+    from elmo.tracking import RunTracker, start_run
 
     f = params.finetune
     t0 = time.perf_counter()
@@ -98,15 +100,17 @@ def run(params, root: Path) -> dict:
                                                        f.task.empty_text, "train")
     dev_recs, dev_tok, trunc_dev = tokenize_records(tokenizer, data["dev"], f.max_tokens, reps["dev"],
                                                     f.task.empty_text, "dev")
-    say(f"finetune: {len(train_recs)} train / {len(dev_recs)} dev texts, {len(labels)} labels; "
+    log.info(f"finetune: {len(train_recs)} train / {len(dev_recs)} dev texts, {len(labels)} labels; "
         f"skipped train {dict(reps['train'].skipped)} dev {dict(reps['dev'].skipped)}")
 
     with start_run(params.mlflow, root, stage="finetune", run_name=f"finetune-{f.task.name}",
                    params={"finetune": f.model_dump(), "seed": params.seed, "tokenizer": tokenizer.config()}) as run:
-        from elmo.task.experiment import Experiment
+        from elmo.task.experiment import Experiment, TaskInputs
+        from elmo.task.outputs import report, write_outputs
 
-        job = Experiment(params, root, labels, train_recs, train_tok, dev_recs, dev_tok, tokenizer,
-                          bilm_dir if needs_elmo else None, log=say)
+        inputs = TaskInputs(labels, train_recs, train_tok, dev_recs, dev_tok, tokenizer)
+        job = Experiment(params, root, inputs, bilm_dir if needs_elmo else None, tracker=RunTracker(run),
+                         log=log.info)
         result = job.run_all()
         result["data"] = {
             "train": {**reps["train"].as_dict(), "truncated": trunc_tr},
@@ -114,5 +118,5 @@ def run(params, root: Path) -> dict:
             "labels": labels,
         }
         result["seconds_total"] = time.perf_counter() - t0
-        job.write_outputs(result, run)
-    return job.report(result)
+        write_outputs(job, result)
+    return report(job, result)

@@ -24,14 +24,19 @@ import io
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from elmo.contracts import SPLITS
 from elmo.errors import StageError
 from elmo.io import atomic_write_json, atomic_write_text
+from elmo.log import get_logger
 from elmo.model import BiLMConfig
 from elmo.params.base import runtime_only_keys
 from elmo.params.pretrain import ModelParams, TrainerParams
+
+log = get_logger("pretrain")
 
 
 def trainer_fingerprint(trainer: TrainerParams) -> dict:
@@ -69,85 +74,142 @@ def _stopped_by(trainer, train, asked) -> str:
     return "interrupted" if trainer.interrupted else "end"
 
 
-def run(params, root: Path) -> dict:
-    import lightning as L
+@dataclass
+class Inputs:
+    """What the vocab stage wrote, loaded: the vocabulary and one dataset per split."""
 
+    vocab: Any  # elmo.vocab.Vocabulary
+    data: dict[str, Any]  # split -> elmo.data.loader.SentenceDataset
+
+    @property
+    def arrays_meta(self) -> dict:
+        return self.data["train"].arrays.meta
+
+
+def load_inputs(vocab_dir: Path, arrays_dir: Path) -> Inputs:
     from elmo.data.loader import SentenceDataset
-    from elmo.tracking import client as tracking_client, log_results, start_run
-    from elmo.train.callbacks import MetricSink, StepProgress, TrainingLog
-    from elmo.train.checkpoints import (
-        FinalCheckpoint,
-        checkpoint_callbacks,
-        code_hash,
-        fingerprint,
-        is_primary_process,
-        prepare,
-        select_weights,
-    )
-    from elmo.train.datamodule import PretrainData, valid_batches
-    from elmo.train.evaluate import split_perplexity
-    from elmo.train.module import BiLMTask
-    from elmo.train.trainer import (
-        build_trainer,
-        processes_per_node,
-        resolve_accelerator,
-        resolve_precision,
-        set_threads,
-    )
     from elmo.vocab import Vocabulary
-
-    p = params.pretrain
-    root = Path(root)
-    preset = p.selected
-    t = preset.train
-    primary = is_primary_process()
-    vocab_dir, arrays_dir = root / p.vocab_dir, root / p.arrays_dir
-    out_dir, ckpt_dir = root / p.out_dir, root / p.checkpoint_dir
-    started = time.time()
 
     vocab = Vocabulary.load(vocab_dir)
     data = {s: SentenceDataset(arrays_dir, s, vocab) for s in SPLITS}
     for s in SPLITS:
         if len(data[s]) == 0:
             raise StageError(f"{arrays_dir}: the {s} split has no sentences (clean.valid_fraction/test_fraction?)")
-    config = model_config(preset.model, vocab)
-    accelerator = resolve_accelerator(p.trainer)
-    threads = set_threads(p.trainer, accelerator)
-    meta = data["train"].arrays.meta
-    world = processes_per_node(p.trainer, accelerator) * p.trainer.num_nodes
-    fp_parts = {"config": config.to_dict(), "train": t.model_dump(), "seed": params.seed, "world": world,
-                "accelerator": accelerator,
-                "trainer": trainer_fingerprint(p.trainer), "vocab_sha256": vocab.sha256,
-                "arrays": meta, "code": code_hash()}
-    fp = fingerprint(fp_parts)
+    return Inputs(vocab, data)
+
+
+def run_fingerprint(config: BiLMConfig, train, seed: int, settings, trainer: TrainerParams, inputs: Inputs) -> str:
+    """What a checkpoint must match to be resumed: model, training, seed, processes, trainer, data, code."""
+    from elmo.train.checkpoints import code_hash, fingerprint
+
+    return fingerprint({"config": config.to_dict(), "train": train.model_dump(), "seed": seed,
+                        "world": settings.world, "accelerator": settings.accelerator,
+                        "trainer": trainer_fingerprint(trainer), "vocab_sha256": inputs.vocab.sha256,
+                        "arrays": inputs.arrays_meta, "code": code_hash()})
+
+
+def fit_budget(train, steps_per_epoch: int):
+    """``max_epochs`` folded into ``max_steps`` (the stream has no epochs; the schedule ends there too)."""
+    if train.max_epochs is not None and train.max_epochs * steps_per_epoch < train.max_steps:
+        return train.model_copy(update={"max_steps": train.max_epochs * steps_per_epoch})
+    return train
+
+
+def final_metrics(model, inputs: Inputs, train, settings, best, global_step: int, sink) -> dict:
+    """The weights to keep (best-by-validation checkpoint or the last step) and their exact
+    valid/test perplexities; the last step's validation is added to the plot rows if missing."""
+    from elmo.train.checkpoints import select_weights
+    from elmo.train.datamodule import valid_batches
+    from elmo.train.evaluate import split_perplexity
+
+    subset = valid_batches(inputs.data["valid"], train.batch_tokens, max_batches=train.val_batches)
+    selected, last_m = select_weights(model, best, global_step, subset, device=settings.device, bf16=settings.bf16)
+    if not sink.valid_rows or sink.valid_rows[-1]["step"] != global_step:
+        sink.valid_rows.append({"step": global_step, "valid_ppl": last_m["ppl"],
+                                "valid_ppl_fwd": last_m["ppl_fwd"], "valid_ppl_bwd": last_m["ppl_bwd"]})
+    final = {split: split_perplexity(model, inputs.data[split], split, batch_tokens=train.batch_tokens,
+                                     max_tokens=train.eval_max_tokens, device=settings.device, bf16=settings.bf16)
+             for split in ("valid", "test")}
+    return {"selected": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in selected.items()},
+            "valid": final["valid"], "test": final["test"]}
+
+
+def write_outputs(root: Path, p, model, inputs: Inputs, metrics: dict, sink, fp: str, run_id: str | None) -> None:
+    """The biLM directory, the DVC plots tables and the metrics file (each atomic), and the MLflow results."""
+    from elmo.tracking import log_results
+
+    out_dir = root / p.out_dir
+    model.cpu().save(out_dir, vocab_dir=root / p.vocab_dir, meta={
+        "preset": p.preset, "fingerprint": fp, "steps": metrics["steps"], "selected": metrics["selected"],
+        "valid_ppl": metrics["valid"]["ppl"], "test_ppl": metrics["test"]["ppl"], "mlflow_run_id": run_id})
+    plots_dir = root / p.plots_dir
+    atomic_write_text(plots_dir / "loss.csv", _csv(sink.train_rows, ["step", "train_loss", "lr", "tokens_per_s"]))
+    atomic_write_text(plots_dir / "perplexity.csv",
+                      _csv(sink.valid_rows, ["step", "valid_ppl", "valid_ppl_fwd", "valid_ppl_bwd"]))
+    atomic_write_json(root / p.metrics, metrics)
+    if run_id is not None:
+        flat = {f"final/{s}_{k}": v for s in ("valid", "test") for k, v in metrics[s].items()
+                if isinstance(v, float) and math.isfinite(v)}
+        selected = metrics["selected"]
+        log_results(flat, step=metrics["steps"],
+                    tags={"elmo.fingerprint": fp, "elmo.preset": p.preset,
+                          "elmo.selected": f"{selected['from']}@{selected['step']}"},
+                    files=[plots_dir / "loss.csv", plots_dir / "perplexity.csv", root / p.metrics,
+                           out_dir / "config.json"])
+
+
+def run(params, root: Path) -> dict:
+    """load inputs -> resolve the trainer -> fingerprint and checkpoints -> build -> fit (tracked)
+    -> select and evaluate the weights -> write outputs -> report."""
+    import lightning as L
+
+    from elmo.tracking import client as tracking_client, start_run
+    from elmo.train.callbacks import MetricSink, StepProgress, TrainingLog
+    from elmo.train.checkpoints import FinalCheckpoint, checkpoint_callbacks, is_primary_process, prepare
+    from elmo.train.datamodule import PretrainData
+    from elmo.train.module import BiLMTask
+    from elmo.train.trainer import TrainerSettings, build_trainer
+
+    p = params.pretrain
+    root = Path(root)
+    preset = p.selected
+    t = preset.train
+    primary = is_primary_process()
+    ckpt_dir = root / p.checkpoint_dir
+    started = time.time()
+
+    inputs = load_inputs(root / p.vocab_dir, root / p.arrays_dir)
+    config = model_config(preset.model, inputs.vocab)
+    settings = TrainerSettings.resolve(p.trainer)
+    settings.apply_threads()
+    fp = run_fingerprint(config, t, params.seed, settings, p.trainer, inputs)
     resume_from, ckpt_msg = prepare(ckpt_dir, fp, resume=p.resume, primary=primary)
     if primary:
-        print(f"pretrain: preset {p.preset}, {accelerator}, {world} process(es) x {threads} thread(s); "
-              f"checkpoints: {ckpt_msg}",
-              file=sys.stderr, flush=True)
+        log.info(f"pretrain: preset {p.preset}, {settings.accelerator}, {settings.world} process(es) x "
+                 f"{settings.threads} thread(s); checkpoints: {ckpt_msg}")
 
-    dm = PretrainData(data["train"], data["valid"], batch_tokens=t.batch_tokens, seed=params.seed,
+    dm = PretrainData(inputs.data["train"], inputs.data["valid"], batch_tokens=t.batch_tokens, seed=params.seed,
                       val_batches=t.val_batches)
-    steps_per_epoch = dm.steps_per_epoch(world)
+    steps_per_epoch = dm.steps_per_epoch(settings.world)
     if steps_per_epoch < 1:
-        raise StageError(f"{arrays_dir}: the train split makes fewer batches than processes ({world})")
-    if t.max_epochs is not None and t.max_epochs * steps_per_epoch < t.max_steps:
-        t = t.model_copy(update={"max_steps": t.max_epochs * steps_per_epoch})  # the schedule ends there too
+        raise StageError(f"{root / p.arrays_dir}: the train split makes fewer batches than processes "
+                         f"({settings.world})")
+    t = fit_budget(t, steps_per_epoch)
 
     L.seed_everything(params.seed, workers=False, verbose=False)
     task = BiLMTask(config, t, params.seed)
     sink = MetricSink()
     log_cb = TrainingLog(sink, t.log_every_steps, t.max_steps)
     periodic, best = checkpoint_callbacks(ckpt_dir, t.checkpoint_every_steps)
-    trainer = build_trainer(p.trainer, t, callbacks=[log_cb, StepProgress(t.max_steps, log_cb), periodic, best,
-                                                 FinalCheckpoint(ckpt_dir)], root_dir=str(ckpt_dir))
+    trainer = build_trainer(settings, t, callbacks=[log_cb, StepProgress(t.max_steps, log_cb), periodic, best,
+                                                   FinalCheckpoint(ckpt_dir)], root_dir=str(ckpt_dir))
 
     with contextlib.ExitStack() as stack:
         run_id = None
         if primary:
             logged = {"preset": p.preset, "model": config.to_dict(), "train": t.model_dump(),
                       "trainer": p.trainer.model_dump(), "seed": params.seed, "fingerprint": fp,
-                      "vocab_sha256": vocab.sha256, "parameters": task.model.num_parameters(),
+                      "vocab_sha256": inputs.vocab.sha256, "parameters": task.model.num_parameters(),
                       "resumed_from": str(resume_from) if resume_from else None}
             mlrun = stack.enter_context(start_run(params.mlflow, root, stage="pretrain", params=logged))
             run_id = mlrun.info.run_id
@@ -162,20 +224,8 @@ def run(params, root: Path) -> dict:
         if trainer.interrupted:
             raise StageError(f"training was interrupted at step {trainer.global_step}; rerun to resume from {ckpt_dir}")
 
-        # ------------------------------------------------ the weights to keep, and their perplexities
-        device = "cuda" if accelerator == "gpu" else "cpu"
-        bf16 = resolve_precision(p.trainer, accelerator) == "bf16-mixed"
-        model = task.model.to(device)
-        subset = valid_batches(data["valid"], t.batch_tokens, max_batches=t.val_batches)
-        selected, last_m = select_weights(model, best, trainer.global_step, subset, device=device, bf16=bf16)
-        if not sink.valid_rows or sink.valid_rows[-1]["step"] != trainer.global_step:
-            sink.valid_rows.append({"step": trainer.global_step, "valid_ppl": last_m["ppl"],
-                                    "valid_ppl_fwd": last_m["ppl_fwd"], "valid_ppl_bwd": last_m["ppl_bwd"]})
-        final = {split: split_perplexity(model, data[split], split, batch_tokens=t.batch_tokens,
-                                         max_tokens=t.eval_max_tokens, device=device, bf16=bf16)
-                 for split in ("valid", "test")}
-
-        # ------------------------------------------------ outputs
+        model = task.model.to(settings.device)
+        final = final_metrics(model, inputs, t, settings, best, trainer.global_step, sink)
         tokens_per_s = [r["tokens_per_s"] for r in sink.train_rows if r.get("tokens_per_s")]
         metrics = {
             "preset": p.preset,
@@ -186,28 +236,11 @@ def run(params, root: Path) -> dict:
             "train_minutes": round(fit_s / 60, 2),
             "tokens_per_s": round(sum(tokens_per_s) / len(tokens_per_s), 1) if tokens_per_s else None,
             "tokens_trained": log_cb.tokens_trained,  # real positions, all processes
-            "train_split_tokens": int(sum(data["train"].lengths + 2)),
-            "selected": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in selected.items()},
-            "valid": final["valid"],
-            "test": final["test"],
+            "train_split_tokens": int(sum(inputs.data["train"].lengths + 2)),
+            **final,
         }
-        model.cpu().save(out_dir, vocab_dir=vocab_dir, meta={
-            "preset": p.preset, "fingerprint": fp, "steps": trainer.global_step, "selected": metrics["selected"],
-            "valid_ppl": final["valid"]["ppl"], "test_ppl": final["test"]["ppl"], "mlflow_run_id": run_id})
-        plots_dir = root / p.plots_dir
-        atomic_write_text(plots_dir / "loss.csv", _csv(sink.train_rows, ["step", "train_loss", "lr", "tokens_per_s"]))
-        atomic_write_text(plots_dir / "perplexity.csv",
-                          _csv(sink.valid_rows, ["step", "valid_ppl", "valid_ppl_fwd", "valid_ppl_bwd"]))
-        atomic_write_json(root / p.metrics, metrics)
-        if run_id is not None:
-            flat = {f"final/{s}_{k}": v for s in ("valid", "test") for k, v in final[s].items()
-                    if isinstance(v, float) and math.isfinite(v)}
-            log_results(flat, step=trainer.global_step,
-                        tags={"elmo.fingerprint": fp, "elmo.preset": p.preset,
-                              "elmo.selected": f"{selected['from']}@{selected['step']}"},
-                        files=[plots_dir / "loss.csv", plots_dir / "perplexity.csv", root / p.metrics,
-                               out_dir / "config.json"])
+        write_outputs(root, p, model, inputs, metrics, sink, fp, run_id)
 
-    return {"stage": "pretrain", "out_dir": str(out_dir), "metrics_file": str(root / p.metrics),
+    return {"stage": "pretrain", "out_dir": str(root / p.out_dir), "metrics_file": str(root / p.metrics),
             "plots_dir": str(root / p.plots_dir), "checkpoints": ckpt_msg, "mlflow_run_id": run_id,
             "seconds": round(time.time() - started, 1), **metrics}

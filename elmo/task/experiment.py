@@ -1,7 +1,8 @@
 """One finetune run: the main task model, the comparisons, and every output they write.
 
-Called by the finetune stage (elmo/stages/finetune.py) after the data is read and tokenized; the
-MLflow run is already open (elmo/tracking.py), so metrics are logged per epoch with ``mlflow``.
+Called by the finetune stage (elmo/stages/finetune.py) after the data is read and tokenized, with
+the open MLflow run as a tracker (``elmo.tracking.RunTracker``: metrics per epoch, the outputs as
+artifacts; this module never imports mlflow). Messages go to ``log`` (the ``elmo.finetune`` logger).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from elmo.errors import StageError
-from elmo.io import atomic_path, atomic_write_json, atomic_write_text
+from elmo.log import get_logger
 from elmo.task.metrics import probs_metrics
 from elmo.task.model import TaskConfig, TaskModel
 from elmo.task.train import FitResult, TaskData, fit, predict_proba
@@ -48,10 +49,30 @@ def heldout_split(records, fraction: float, salt: str) -> np.ndarray:
     return mask
 
 
+@dataclass
+class TaskInputs:
+    """The task data as the finetune stage hands it over: records and their token lists, per split."""
+
+    labels: list[str]
+    train_recs: list  # elmo.task.data.Record
+    train_tok: list[list[str]]
+    dev_recs: list
+    dev_tok: list[list[str]]
+    tokenizer: Any  # the pretraining tokenizer (elmo.text.Tokenizer)
+
+
 class Experiment:
-    def __init__(self, params, root: Path, labels: list[str], train_recs, train_tok, dev_recs, dev_tok, tokenizer,
-                 bilm_dir: Path | None, log: Callable[[str], None] = print) -> None:
-        self.p, self.f, self.root, self.labels = params, params.finetune, Path(root), labels
+    """One finetune run's steps: the held-out split (here), :meth:`bilm_for` (which biLM a mode
+    uses: pretrained, adapted, random), :meth:`train` (one task model), :meth:`tfidf`,
+    :meth:`ensemble`, :meth:`run_all` (main model, ensemble, comparisons -> the table); the
+    outputs are written by elmo/task/outputs.py."""
+
+    def __init__(self, params, root: Path, inputs: TaskInputs, bilm_dir: Path | None, *,
+                 tracker: Any = None, log: Callable[[str], None] | None = None) -> None:
+        from elmo.tracking import NullTracker
+
+        self.p, self.f, self.root, self.labels = params, params.finetune, Path(root), inputs.labels
+        train_recs, train_tok, dev_recs = inputs.train_recs, inputs.train_tok, inputs.dev_recs
         if len(train_recs) < 2:
             raise StageError(f"{self.f.task.train_file}: {len(train_recs)} usable text(s); finetune needs at least 2 "
                              "(one for the held-out slice)")
@@ -60,11 +81,13 @@ class Experiment:
         self.held_recs = [r for r, h in zip(train_recs, held) if h]
         self.train_recs, self.dev_recs = train_recs, dev_recs
         self.splits = {"fit": [t for t, h in zip(train_tok, held) if not h],
-                       "heldout": [t for t, h in zip(train_tok, held) if h], "dev": dev_tok}
+                       "heldout": [t for t, h in zip(train_tok, held) if h], "dev": inputs.dev_tok}
         self.train_tok = train_tok
-        self.tokenizer, self.bilm_dir, self.log = tokenizer, bilm_dir, log
+        self.tokenizer, self.bilm_dir = inputs.tokenizer, bilm_dir
+        self.tracker = tracker if tracker is not None else NullTracker()
+        self.log = log if log is not None else get_logger("finetune").info
         self.words = TaskWords.build(self.splits["fit"], self.f.model.word_min_count)
-        index = {lab: i for i, lab in enumerate(labels)}
+        index = {lab: i for i, lab in enumerate(self.labels)}
         self.y = {"fit": np.array([index[r.label] for r in self.fit_recs], dtype=np.int64),
                   "heldout": np.array([index[r.label] for r in self.held_recs], dtype=np.int64),
                   "dev": np.array([index[r.label] for r in dev_recs], dtype=np.int64)}
@@ -73,8 +96,8 @@ class Experiment:
         self.adapted: Any = None  # AdaptResult, once adapted
         self._tfidf: dict[str, Any] | None = None
         self.trained: dict[str, Trained] = {}
-        log(f"model selection on a held-out slice of train: {len(self.fit_recs)} fit / {len(self.held_recs)} "
-            f"held-out texts (heldout_fraction {self.f.heldout_fraction}); dev ({len(dev_recs)}) is reported once")
+        self.log(f"model selection on a held-out slice of train: {len(self.fit_recs)} fit / {len(self.held_recs)} "
+                 f"held-out texts (heldout_fraction {self.f.heldout_fraction}); dev ({len(dev_recs)}) is reported once")
 
     # ------------------------------------------------------------------ biLMs
     def bilm_for(self, mode: str) -> Path:
@@ -137,7 +160,6 @@ class Experiment:
 
     # ------------------------------------------------------------------ training
     def train(self, name: str, mp, mode: str | None) -> Trained:
-        import mlflow
         import torch
 
         from elmo.model import BiLM
@@ -168,7 +190,8 @@ class Experiment:
         prefix = "" if name == MAIN else f"compare.{name}."
 
         def on_epoch(row: dict) -> None:
-            mlflow.log_metrics({f"{prefix}{k}": float(v) for k, v in row.items() if k != "epoch"}, step=row["epoch"])
+            self.tracker.log_metrics({f"{prefix}{k}": float(v) for k, v in row.items() if k != "epoch"},
+                                     step=row["epoch"])
 
         self.log(f"training {name} (biLM: {mode or 'none'}): "
                  f"{sum(p.numel() for p in model.parameters() if p.requires_grad):,} parameters, "
@@ -244,95 +267,3 @@ class Experiment:
                                  main, True))
         return {"main": main, "main_dev": ens["dev"] if ens is not None else main.dev, "ensemble": ens,
                 "comparison": rows}
-
-    # ------------------------------------------------------------------ outputs
-    def write_outputs(self, result: dict[str, Any], run) -> None:
-        import mlflow
-
-        from elmo.task.classifier import save_classifier
-        from elmo.task.plots import confusion_png, write_csv
-
-        f, root = self.f, self.root
-        trained: Trained = result["main"]
-        main, dev, ens = trained.fit, result["main_dev"], result["ensemble"]
-        save_classifier(root / f.out_dir, model=trained.model, labels=self.labels, words=self.words,
-                        tokenizer_config=self.tokenizer.config(), max_tokens=f.max_tokens,
-                        bilm_dir=trained.bilm_dir, tfidf=ens["tfidf"] if ens else None,
-                        ensemble=ens["ensemble"].to_dict() if ens else None,
-                        meta={"task": f.task.name, "mlflow_run_id": run.info.run_id, "bilm_mode": f.bilm.mode,
-                              "dev_macro_f1": dev["macro_f1"], "best_epoch": main.best_epoch,
-                              "heldout_macro_f1": ens["heldout_macro_f1"] if ens else main.best_heldout["macro_f1"],
-                              "elmo_alone_dev_macro_f1": trained.dev["macro_f1"]})
-        rows = result["comparison"]
-        base = next((r for r in rows if r["name"] == BASELINE), None)
-        epochs = len(main.history)
-        metrics = {
-            "macro_f1": dev["macro_f1"], "accuracy": dev["accuracy"], "per_class": dev["per_class"],
-            "n_dev": dev["n"], "n_train": len(self.y["fit"]) + len(self.y["heldout"]),
-            "n_fit": len(self.y["fit"]), "n_heldout": len(self.y["heldout"]), "labels": self.labels,
-            "bilm_mode": f.bilm.mode,
-            "heldout_macro_f1": ens["heldout_macro_f1"] if ens else main.best_heldout["macro_f1"],
-            "ensemble": {**ens["ensemble"].to_dict(), "weights": ens["weights"]} if ens else None,
-            "elmo_alone": {"macro_f1": trained.dev["macro_f1"], "accuracy": trained.dev["accuracy"],
-                           "heldout_macro_f1": main.best_heldout["macro_f1"]},
-            "best_epoch": main.best_epoch, "epochs": epochs, "stopped_early": main.stopped_early,
-            "out_of_time": main.out_of_time,
-            "train_seconds": main.seconds, "seconds_per_epoch": main.seconds / max(epochs, 1),
-            "bilm_layers_seconds": self.cache_seconds, "seconds_total": result["seconds_total"],
-            "adapt": self.adapted.info | {"reused": self.adapted.reused} if self.adapted is not None else None,
-            "data": result["data"],
-        }
-        if base is not None:
-            metrics["tfidf_lr_macro_f1"] = base["macro_f1"]
-            metrics["beats_tfidf_lr"] = dev["macro_f1"] > base["macro_f1"]
-        atomic_write_json(root / f.metrics, metrics)
-        table = [{k: v for k, v in r.items() if k != "history"} for r in rows]
-        atomic_write_json(root / f.comparison, {"main_macro_f1": dev["macro_f1"], "rows": table})
-        md_path = root / f.comparison_table
-        atomic_write_text(md_path, comparison_markdown(table, dev["macro_f1"], f.out_dir,
-                                                        self.adapted.info if self.adapted is not None else None))
-        plots = root / f.plots_dir
-        write_csv(plots / "history.csv", main.history)
-        with atomic_path(plots / "compare") as tmp:  # one curve per compared task model
-            tmp.mkdir()
-            for r in rows:
-                if r.get("history"):
-                    write_csv(tmp / f"{r['name']}.csv", r["history"], ["epoch", "heldout_macro_f1"])
-        cm = dev["confusion"]["matrix"]
-        write_csv(plots / "dev_predictions.csv",
-                  [{"actual": self.labels[i], "predicted": self.labels[j]}
-                   for i in range(len(cm)) for j in range(len(cm)) for _ in range(cm[i][j])],
-                  ["actual", "predicted"])
-        confusion_png(plots / "confusion.png", cm, self.labels,
-                      f"{f.task.name} dev: macro-F1 {dev['macro_f1']:.4f}, accuracy {dev['accuracy']:.4f}")
-        mlflow.log_metrics({"macro_f1": dev["macro_f1"], "accuracy": dev["accuracy"],
-                            "best_epoch": main.best_epoch, "bilm_layers_seconds": self.cache_seconds,
-                            **{f"f1.{lab}": v["f1"] for lab, v in dev["per_class"].items()},
-                            **{f"compare.{r['name']}.macro_f1": r["macro_f1"] for r in rows}})
-        for path in (root / f.metrics, root / f.comparison, md_path):
-            mlflow.log_artifact(str(path), artifact_path="metrics")
-        mlflow.log_artifacts(str(plots), artifact_path="plots")
-
-    def report(self, result: dict[str, Any]) -> dict[str, Any]:
-        main: Trained = result["main"]
-        return {"out_dir": self.f.out_dir, "bilm_mode": self.f.bilm.mode, "macro_f1": result["main_dev"]["macro_f1"],
-                "accuracy": result["main_dev"]["accuracy"], "best_epoch": main.fit.best_epoch,
-                "comparison": {r["name"]: round(r["macro_f1"], 4) for r in result["comparison"]},
-                "seconds_total": round(result["seconds_total"], 1)}
-
-
-def comparison_markdown(rows: list[dict], main_f1: float, out_dir: str, adapt: dict | None = None) -> str:
-    lines = ["| model | what it is | dev macro-F1 | dev accuracy | held-out macro-F1 | best epoch | seconds |",
-             "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        name = r["name"] if r["name"] == MAIN else (f"**{r['name']}** (main)" if r.get("is_main") else r["name"])
-        held = f"{r['heldout_macro_f1']:.4f}" if r.get("heldout_macro_f1") is not None else "-"
-        lines.append(f"| {name} | {r['description']} | {r['macro_f1']:.4f} | {r['accuracy']:.4f} | {held} | "
-                     f"{r['best_epoch'] if r['best_epoch'] is not None else '-'} | {r['seconds']:.0f} |")
-    text = "\n".join(lines) + f"\n\nMain model ({out_dir}): dev macro-F1 {main_f1:.4f}.\n"
-    if adapt is not None:
-        text += (f"The adapted biLM (shared by the adapted rows, not in their seconds): {adapt['steps']} steps, "
-                 f"{adapt['tokens']:,} tokens in {adapt['seconds']:.0f} s ({adapt['tokens_per_s']:,.0f} tokens/s); "
-                 f"held-out task-text perplexity {adapt['heldout_ppl_before']:.1f} -> "
-                 f"{adapt['heldout_ppl_after']:.1f}; {len(adapt['chars_added'])} characters added.\n")
-    return text

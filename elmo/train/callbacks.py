@@ -16,6 +16,10 @@ from typing import Any
 import lightning as L
 import torch
 
+from elmo.log import get_logger
+
+log = get_logger("pretrain")
+
 
 class MetricSink:
     """Rows of (step, metrics) for the plot tables, mirrored to an MLflow run when one is given."""
@@ -115,8 +119,8 @@ class TrainingLog(L.Callback):
         self.sink.log(step, {f"valid/{k}": v for k, v in m.items() if k != "tokens"})
         of = f"/{self.total_steps}" if self.total_steps else ""
         speed = f", {self.last_tokens_per_s:,.0f} tokens/s" if self.last_tokens_per_s else ""
-        print(f"step {step}{of}: valid perplexity {m['ppl']:.2f} (forward {m['ppl_fwd']:.2f}, "
-              f"backward {m['ppl_bwd']:.2f}){speed}", file=sys.stderr, flush=True)
+        log.info(f"step {step}{of}: valid perplexity {m['ppl']:.2f} (forward {m['ppl_fwd']:.2f}, "
+                 f"backward {m['ppl_bwd']:.2f}){speed}")
 
 
 class StepProgress(L.Callback):

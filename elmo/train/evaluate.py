@@ -8,6 +8,7 @@ from collections.abc import Iterable
 import torch
 from tqdm import tqdm
 
+from elmo.log import get_logger
 from elmo.model import BiLM
 from elmo.train.module import perplexities
 
@@ -38,8 +39,6 @@ def split_perplexity(model: BiLM, dataset, split: str, *, batch_tokens: int, max
                      device: str | torch.device = "cpu", bf16: bool = False) -> dict:
     """Exact perplexities of a whole split, or of a fixed sample of ``max_tokens`` tokens of it
     (elmo.train.datamodule.valid_batches), with the token and sentence counts; one console line."""
-    import sys
-
     from elmo.train.datamodule import valid_batches
 
     batches = valid_batches(dataset, batch_tokens, max_tokens=max_tokens)
@@ -47,6 +46,6 @@ def split_perplexity(model: BiLM, dataset, split: str, *, batch_tokens: int, max
     out = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in m.items()}
     out["tokens"] = int(m["tokens"])
     out["sentences"] = sum(len(b) for b in batches.batches)
-    print(f"{split}: perplexity {m['ppl']:.2f} (forward {m['ppl_fwd']:.2f}, backward {m['ppl_bwd']:.2f}) "
-          f"on {out['tokens']:,} tokens", file=sys.stderr, flush=True)
+    get_logger("pretrain").info(f"{split}: perplexity {m['ppl']:.2f} (forward {m['ppl_fwd']:.2f}, "
+                                f"backward {m['ppl_bwd']:.2f}) on {out['tokens']:,} tokens")
     return out

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from dataclasses import dataclass
 from datetime import timedelta
 
 import lightning as L
@@ -54,25 +55,62 @@ def processes_per_node(p: TrainerParams, accelerator: str) -> int:
     return int(p.devices)
 
 
-def resolve_strategy(p: TrainerParams, accelerator: str):
-    distributed = processes_per_node(p, accelerator) * p.num_nodes > 1
-    if p.strategy == "auto" and not distributed:
+def threads_per_process(p: TrainerParams, accelerator: str, devices: int) -> int:
+    """``threads``, or the usable cores shared by this node's processes (CPU), or all of them (GPU)."""
+    if p.threads:
+        return p.threads
+    return max(1, usable_cores() // (devices if accelerator == "cpu" else 1))
+
+
+@dataclass(frozen=True)
+class TrainerSettings:
+    """``pretrain.trainer`` resolved once for this machine: what every later step reads (the
+    fingerprint, the Lightning Trainer, evaluation's device and precision), so ``auto`` is
+    decided in one place and the same answer is used throughout a run."""
+
+    accelerator: str  # cpu | gpu | mps
+    devices: int  # processes per node
+    num_nodes: int
+    strategy: str  # as configured: auto | ddp | ddp_find_unused_parameters_true
+    precision: str  # 32-true | bf16-mixed | 16-mixed
+    threads: int  # torch threads per process
+
+    @classmethod
+    def resolve(cls, p: TrainerParams) -> TrainerSettings:
+        accelerator = resolve_accelerator(p)
+        devices = processes_per_node(p, accelerator)
+        return cls(accelerator=accelerator, devices=devices, num_nodes=p.num_nodes, strategy=p.strategy,
+                   precision=resolve_precision(p, accelerator),
+                   threads=threads_per_process(p, accelerator, devices))
+
+    @property
+    def world(self) -> int:
+        """Processes in the whole run (all nodes)."""
+        return self.devices * self.num_nodes
+
+    @property
+    def device(self) -> str:
+        """Where this process evaluates the trained model."""
+        return "cuda" if self.accelerator == "gpu" else "cpu"
+
+    @property
+    def bf16(self) -> bool:
+        return self.precision == "bf16-mixed"
+
+    def apply_threads(self) -> int:
+        torch.set_num_threads(self.threads)
+        return self.threads
+
+
+def strategy_for(s: TrainerSettings):
+    if s.strategy == "auto" and s.world <= 1:
         return "auto"
-    if p.strategy in ("auto", "ddp", "ddp_find_unused_parameters_true"):
+    if s.strategy in ("auto", "ddp", "ddp_find_unused_parameters_true"):
         from lightning.pytorch.strategies import DDPStrategy
 
-        return DDPStrategy(process_group_backend="nccl" if accelerator == "gpu" else "gloo",
-                           find_unused_parameters=p.strategy == "ddp_find_unused_parameters_true")
-    return p.strategy
-
-
-def set_threads(p: TrainerParams, accelerator: str) -> int:
-    """torch threads of this process: ``threads``, or the usable cores shared by this node's processes."""
-    n = p.threads
-    if n == 0:
-        n = max(1, usable_cores() // (processes_per_node(p, accelerator) if accelerator == "cpu" else 1))
-    torch.set_num_threads(n)
-    return n
+        return DDPStrategy(process_group_backend="nccl" if s.accelerator == "gpu" else "gloo",
+                           find_unused_parameters=s.strategy == "ddp_find_unused_parameters_true")
+    return s.strategy
 
 
 def quiet_lightning() -> None:
@@ -86,15 +124,14 @@ def quiet_lightning() -> None:
         warnings.filterwarnings("ignore", message=msg)
 
 
-def build_trainer(p: TrainerParams, train: TrainParams, *, callbacks: list, root_dir: str) -> L.Trainer:
-    accelerator = resolve_accelerator(p)
+def build_trainer(s: TrainerSettings, train: TrainParams, *, callbacks: list, root_dir: str) -> L.Trainer:
     quiet_lightning()
     return L.Trainer(
-        accelerator=accelerator,
-        devices=processes_per_node(p, accelerator),
-        num_nodes=p.num_nodes,
-        strategy=resolve_strategy(p, accelerator),
-        precision=resolve_precision(p, accelerator),
+        accelerator=s.accelerator,
+        devices=s.devices,
+        num_nodes=s.num_nodes,
+        strategy=strategy_for(s),
+        precision=s.precision,
         max_steps=train.max_steps,  # max_epochs is folded in by the stage: the stream has no epochs
         max_epochs=-1,
         max_time=timedelta(minutes=train.max_minutes) if train.max_minutes else None,

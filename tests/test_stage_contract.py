@@ -1,0 +1,107 @@
+"""The stage contract (ARCHITECTURE.md, elmo/log.py): `elmo <stage>` prints only its JSON report on
+stdout, so `elmo <stage> | python -m json.tool` works for every stage; messages go to stderr.
+
+Every stage runs once, in pipeline order, as a user runs it from a shell, on a small workspace: one
+mirror month, the tiny pretrain preset (its DDP worker processes included: they inherit stdout), a
+tiny KLUE-layout task. register needs the dvc.lock of those runs: `dvc commit` records it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from test_finetune import klue_files
+
+pytestmark = pytest.mark.timeout(900)
+
+STAGES = ["crawl", "clean", "tokenize", "vocab", "pretrain", "fetch_task", "finetune", "register"]
+# a line each stage writes to stderr (the human messages did not vanish: they moved)
+ON_STDERR = {"pretrain": "pretrain: preset tiny", "finetune": "model selection on a held-out slice",
+             "register": "registered version 1"}
+
+
+def sh(root: Path, *args: str) -> subprocess.CompletedProcess:
+    r = subprocess.run(args, cwd=root, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, f"{' '.join(args)}: exit {r.returncode}\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}"
+    return r
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, repo_root: Path, shared_data: Path) -> Path:
+    root = tmp_path_factory.mktemp("contract")
+    for part in ("elmo", "flows"):  # dvc.yaml's code deps, so that `dvc commit` can record them
+        shutil.copytree(repo_root / part, root / part, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(repo_root / "dvc.yaml", root / "dvc.yaml")
+    params = yaml.safe_load((repo_root / "params.yaml").read_text(encoding="utf-8"))
+    params["crawl"].update(source=str(shared_data / "petitions_archive"), months=["2017-08"])
+    params["pretrain"]["preset"] = "tiny"
+    f = params["finetune"]
+    f["task"]["source"] = str(root / "src")
+    f["model"].update(word_dim=8, hidden=8, word_min_count=1)
+    f["train"].update(batch_size=4, lr=0.01, max_epochs=2, patience=2, threads=1)
+    f["tfidf"].update(min_df=1)
+    f["adapt"].update(max_steps=4, batch_tokens=128, heldout_sentences=2)
+    f["heldout_fraction"] = 0.25
+    f["cache_dtype"] = "float32"
+    f["compare"] = ["tfidf_lr"]
+    (root / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
+    klue_files(root / "src")
+    sh(root, "git", "init", "-q")
+    sh(root, sys.executable, "-m", "dvc", "init", "-q")
+    return root
+
+
+@pytest.fixture(scope="module")
+def reports(workspace: Path) -> dict[str, subprocess.CompletedProcess]:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    out = {}
+    for stage in STAGES:
+        if stage == "register":  # register reads what dvc.lock says the stages produced
+            sh(workspace, sys.executable, "-m", "dvc", "commit", "-f", *STAGES[:-1])
+        out[stage] = subprocess.run(
+            ["bash", "-o", "pipefail", "-c", f"elmo {stage} | {sys.executable} -m json.tool"],
+            cwd=workspace, env=env, capture_output=True, text=True, timeout=600)
+    return out
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_stage_stdout_is_its_json_report_only(reports, stage: str) -> None:
+    r = reports[stage]
+    assert r.returncode == 0, f"elmo {stage} | python -m json.tool failed:\n{r.stderr[-3000:]}"
+    report = json.loads(r.stdout)  # json.tool re-printed it: stdout held one JSON document, nothing else
+    assert isinstance(report, dict) and report
+    if stage in ON_STDERR:
+        assert ON_STDERR[stage] in r.stderr
+
+
+def test_messages_reach_stderr_through_one_logger(capsys) -> None:
+    import logging
+
+    from elmo.log import configure, get_logger
+
+    configure()
+    configure()  # idempotent: one handler, not two lines per message
+    get_logger("finetune").info("a message for people")
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("a message for people") == 1
+    assert not logging.getLogger("elmo").propagate
+
+
+def test_stray_prints_and_child_processes_cannot_reach_stdout(capfd) -> None:
+    from elmo.log import stdout_to_stderr
+
+    with stdout_to_stderr():
+        print("from python")
+        subprocess.run(["echo", "from a child process"], check=True)
+    print("the report")
+    captured = capfd.readouterr()
+    assert captured.out == "the report\n"
+    assert "from python" in captured.err and "from a child process" in captured.err
