@@ -24,10 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from elmo import dvcrepo
 from elmo.errors import StageError
 from elmo.params import Params
 from elmo.params.register import RegisteredModelParams
-from elmo.registry import champion, dvcrepo, gitrepo, store
+from elmo.registry import champion, gitrepo, store
 from elmo.registry.lockfile import Lock, LockedStage, read_lock
 
 

@@ -28,11 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from elmo import dvcrepo
 from elmo.errors import StageError
 from elmo.io import atomic_write_bytes, atomic_write_json
 from elmo.params import Params
 from elmo.params.register import RegisteredModelParams
-from elmo.registry import dvcrepo, gitrepo, store
+from elmo.registry import gitrepo, store
 from elmo.registry.lockfile import LOCK_FILE, Lock, parse_lock
 from elmo.registry.register import norm, say
 
