@@ -148,11 +148,11 @@ def rollback(
         _fail(typer.BadParameter("give exactly one of --list or --to"))
     try:
         p = load_params(params)
-        from elmo.registry import rollback as rb
+        from elmo.registry import rollback as rb, versions
 
         if list_:
-            rows = rb.list_versions(p, Path.cwd())
-            out = json.dumps(rows, ensure_ascii=False, indent=2) if as_json else rb.format_versions(rows, p)
+            rows = versions.list_versions(p, Path.cwd())
+            out = json.dumps(rows, ensure_ascii=False, indent=2) if as_json else versions.format_versions(rows, p)
         else:
             out = json.dumps(rb.rollback(p, Path.cwd(), to), ensure_ascii=False, indent=2, default=str)
     except USER_ERRORS as err:

@@ -2,7 +2,7 @@
 
 * ``flows.pipeline``     the ``pipeline`` and ``crawl-and-retrain`` flows (one cached task per DVC stage)
 * ``flows.tasks``        the stage task; ``flows.cache`` its DVC-hash cache policy
-* ``flows.dvc_stages``   stage order and per-stage hashes/status from DVC; ``flows.dvc_run`` runs dvc
+* ``flows.dvc_run``      runs dvc commands (stage order and per-stage hashes/status: ``elmo.dvcrepo``)
 * ``flows.fanout``       the Dask fan-out of a stage's shards (tokenize)
 * ``flows.summary``      the markdown summary and MLflow link artifacts of each run
 * ``flows.deployments``  the scheduled deployments and how they are served

@@ -24,7 +24,7 @@ from typing import Any
 from prefect.cache_policies import CachePolicy
 from prefect.context import TaskRunContext
 
-from flows.dvc_stages import StageState, stage_state
+from elmo.dvcrepo import StageState, stage_state
 
 RESULTS_DIR = ".prefect/results"
 

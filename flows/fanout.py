@@ -98,7 +98,7 @@ def fan_out(root: str, stage: str, module_name: str) -> dict[str, Any]:
 
 def run_fanned_out(root: str, stage: str, spec: dict[str, Any], log) -> dict[str, Any]:
     """Fan ``stage`` out, then make dvc.lock record its outputs (called by the stage task)."""
-    from flows.dvc_stages import remove_outs
+    from elmo.dvcrepo import remove_outs
 
     dask = DaskParams.model_validate(spec["dask"])
     removed = remove_outs(root, stage)

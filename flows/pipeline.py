@@ -1,6 +1,6 @@
 """The ``pipeline`` flow: every DVC stage in order, one cached Prefect task per stage.
 
-The stage list and order come from dvc.yaml (flows/dvc_stages.py); a stage is a task named after
+The stage list and order come from dvc.yaml (elmo/dvcrepo.py); a stage is a task named after
 it, running ``dvc repro --single-item <stage>`` unless its DVC hashes say it is up to date (then
 it is a cache hit and nothing runs; flows/cache.py). One stage runs at a time and one pipeline run
 at a time per workspace. The first failing stage fails the flow with its own error; every run,
@@ -24,10 +24,10 @@ from prefect import flow
 from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 
+from elmo.dvcrepo import stage_order
 from elmo.errors import StageError
 from elmo.params import set_params
 from flows import summary
-from flows.dvc_stages import stage_order
 from flows.fanout import fanout_spec
 from flows.tasks import workspace_task
 from flows.workspace import PARAMS_FILE, resolve_root, workspace_lock, workspace_params

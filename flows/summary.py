@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from elmo import dvcrepo
 from elmo.params import Params
 
 SUMMARY_KEY = "pipeline-summary"
@@ -43,31 +44,7 @@ def metrics(root: Path) -> tuple[dict[str, dict[str, dict[str, Any]]], str | Non
 
     Returns the table and a note when something could not be read (no commit yet, a missing file).
     """
-    from dvc.exceptions import DvcException
-    from dvc.repo import Repo
-
-    note = None
-    with Repo(str(root)) as repo:
-        try:
-            diff = repo.metrics.diff(a_rev="HEAD", all=True).get("diff", {})
-        except DvcException as err:  # e.g. a workspace without commits
-            note = f"no comparison with git HEAD ({err})"
-            diff = {}
-            shown = repo.metrics.show().get("", {}).get("data", {})
-            for path, entry in shown.items():
-                for k, v in _flatten(entry.get("data") or {}).items():
-                    diff.setdefault(path, {})[k] = {"new": v}
-    return diff, note
-
-
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
+    return dvcrepo.metrics_diff(root)
 
 
 def metrics_markdown(diff: dict[str, dict[str, dict[str, Any]]]) -> str:

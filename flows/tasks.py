@@ -13,8 +13,8 @@ from typing import Any
 from prefect import task
 from prefect.logging import get_run_logger
 
+from elmo.dvcrepo import stage_state
 from flows import cache, dvc_run
-from flows.dvc_stages import stage_state
 
 RUN_CACHE_MESSAGE = "is cached - skipping run"  # what `dvc repro` prints when its run-cache restores outputs
 

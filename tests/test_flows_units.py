@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from elmo.dvcrepo import stage_order, stage_state
 from elmo.errors import StageError
 from elmo.params import ParamsError, parse_params
-from flows.dvc_stages import stage_order, stage_state
 from helpers.toy_workspace import make_toy_workspace
 
 

@@ -212,7 +212,7 @@ def test_version_tag_helpers_tolerate_hand_edited_tags() -> None:
 
 
 def test_a_version_matches_only_the_commit_that_recorded_its_outs_and_deps() -> None:
-    from elmo.registry.rollback import lock_matches
+    from elmo.registry.history import lock_matches
 
     lock = parse_lock(LOCK)
     train = lock.stage("train")
@@ -245,7 +245,7 @@ def tiny_repo(tmp_path: Path) -> Path:
 
 def test_rollback_restores_pipeline_files_not_code(tiny_repo: Path) -> None:
     from elmo.registry import gitrepo
-    from elmo.registry.rollback import pipeline_files
+    from elmo.registry.restore import pipeline_files
 
     files = pipeline_files(tiny_repo, gitrepo.head(tiny_repo), parse_lock(LOCK))
     assert files == {"dvc.yaml", "dvc.lock", "toy.yaml", "metrics/toy.json", "raw.dvc"}
@@ -255,7 +255,7 @@ def test_uncommitted_changes_are_found_except_what_the_last_rollback_wrote(tiny_
     import hashlib
 
     from elmo.registry import gitrepo
-    from elmo.registry.rollback import uncommitted
+    from elmo.registry.safety import uncommitted
 
     head = gitrepo.head(tiny_repo)
     files = {"dvc.lock", "toy.yaml", "metrics/toy.json"}

@@ -1,14 +1,17 @@
 """Model versions: MLflow registry (with the ``champion`` alias), DVC hashes, rollback.
 
 * :mod:`elmo.registry.register` — the register stage's work: log, check, register, tag, promote.
-* :mod:`elmo.registry.rollback` — ``elmo rollback``: list versions, restore a version's data and
-  model (git-tracked pipeline files + ``dvc checkout``) and point the alias at it.
+* :mod:`elmo.registry.rollback` — ``elmo rollback``: restore a version's data and model (git-tracked
+  pipeline files + ``dvc checkout``) and point the alias at it, in steps: :mod:`~elmo.registry.targets`
+  (what ``--to`` names), :mod:`~elmo.registry.history` (which commit made a version),
+  :mod:`~elmo.registry.safety` (the refusals), :mod:`~elmo.registry.restore` (files, checkout, state).
+* :mod:`elmo.registry.versions` — ``elmo rollback --list``: the versions, their metrics and commits.
 * :mod:`elmo.registry.pyfunc` — the MLflow pyfunc serving a model directory through its loader.
 * :mod:`elmo.registry.embedder` — the biLM's loader for serving (token lists -> ELMo vectors).
 * :mod:`elmo.registry.store` — registry versions, tags and alias moves (MLflow client).
 * :mod:`elmo.registry.champion` — the rule: the alias moves only to a strictly better version.
-* :mod:`elmo.registry.lockfile`, :mod:`elmo.registry.gitrepo`, :mod:`elmo.registry.dvcrepo` —
-  reading dvc.lock, the git and DVC operations.
+* :mod:`elmo.registry.lockfile`, :mod:`elmo.registry.gitrepo` — reading dvc.lock, the git operations
+  (the DVC ones are :mod:`elmo.dvcrepo`, the project's one DVC adapter).
 
-Submodules import mlflow/dvc lazily; importing this package is cheap.
+Submodules import mlflow (and, through elmo.dvcrepo, dvc) lazily; importing this package is cheap.
 """

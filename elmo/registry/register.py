@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from elmo import dvcrepo
 from elmo.errors import StageError
 from elmo.log import get_logger
 from elmo.params import Params
 from elmo.params.register import RegisteredModelParams
-from elmo.registry import champion, dvcrepo, gitrepo, store
+from elmo.registry import champion, gitrepo, store
 from elmo.registry.lockfile import Lock, LockedStage, read_lock
 
 say = get_logger("registry").info  # human messages to stderr (elmo/log.py); stdout is the report

@@ -1,0 +1,81 @@
+"""``elmo rollback --list``: every version of every declared model, as rows and as a table.
+
+A row has the version's metrics, the commit its code ran at (tag ``git.commit``), the commit whose
+``dvc.lock`` made it (found through git history), its data hashes, and whether it is the champion
+and what the workspace has checked out.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from elmo.errors import StageError
+from elmo.params import Params
+from elmo.registry import gitrepo, store
+from elmo.registry.history import LockHistory, commit_of, version_at
+
+
+def list_versions(params: Params, root: Path) -> list[dict[str, Any]]:
+    """Every version of every declared model: metrics, commits, data hashes, champion, workspace."""
+    from elmo import tracking
+    from elmo.registry.lockfile import read_lock
+
+    root = Path(root).resolve()
+    p = params.register
+    client = tracking.registry_client(params.mlflow, root, create=False)
+    history = LockHistory(root) if gitrepo.is_repo(root) else None
+    try:
+        workspace = read_lock(root)
+    except StageError:
+        workspace = None
+    rows = []
+    for spec in p.models.values():
+        versions = store.versions(client, spec.name)
+        champ = store.by_alias(client, spec.name, p.alias)
+        current = version_at(workspace, spec, versions) if workspace else None
+        for v in versions:
+            rows.append({
+                "model": spec.name, "version": v.version,
+                "champion": bool(champ and champ.version == v.version),
+                "in_workspace": bool(current and current.version == v.version),
+                "metric": spec.metric, "value": v.metric(spec.metric),
+                "higher_is_better": spec.higher_is_better,
+                "metrics": {k[len("metric."):]: float(x) for k, x in v.tags.items() if k.startswith("metric.")},
+                "registered": time.strftime("%Y-%m-%d %H:%M", time.localtime(v.created_ms / 1000)),
+                "code_commit": v.tags.get("git.commit"), "code_dirty": v.tags.get("git.dirty") == "true",
+                "data_commit": commit_of(history, v) if history else None,
+                "model_path": v.tags.get("dvc.model_path"), "model_md5": v.model_md5,
+                "data": v.json_tag("dvc.data"), "params_md5": v.tags.get("dvc.params_md5"),
+                "previous_champion": v.tags.get("champion.previous"),
+            })
+    return rows
+
+
+def format_versions(rows: list[dict[str, Any]], params: Params) -> str:
+    p = params.register
+    lines: list[str] = []
+    for spec in p.models.values():
+        mine = [r for r in rows if r["model"] == spec.name]
+        champ = next((r["version"] for r in mine if r["champion"]), None)
+        lines.append(f"{spec.name}  ({p.alias}: {('v' + str(champ)) if champ else 'none'}; "
+                     f"{spec.metric}, {'higher' if spec.higher_is_better else 'lower'} is better)")
+        if not mine:
+            lines.append("  no versions registered yet")
+            continue
+        header = ["version", p.alias, "workspace", spec.metric, "registered", "code", "data commit", "model md5",
+                  "data"]
+        table = [header]
+        for r in mine:
+            value = "-" if r["value"] is None else f"{r['value']:.6g}"
+            data = " ".join(f"{k}={str(m)[:8]}" for k, m in sorted(r["data"].items())) or "-"
+            code = gitrepo.short(r["code_commit"]) + ("+dirty" if r["code_dirty"] else "")
+            table.append([f"v{r['version']}", "*" if r["champion"] else "", "*" if r["in_workspace"] else "",
+                          value, r["registered"], code,
+                          gitrepo.short(r["data_commit"]) if r["data_commit"] else "not committed",
+                          str(r["model_md5"] or "-")[:8], data])
+        widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+        for row in table:
+            lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
+    return "\n".join(lines)
