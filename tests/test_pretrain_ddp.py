@@ -21,10 +21,10 @@ def test_two_process_ddp_run_finishes(tmp_path: Path, repo_root: Path) -> None:
     params = yaml.safe_load((repo_root / "params.yaml").read_text())
     params["mlflow"]["tracking_uri"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
     params["pretrain"]["preset"] = "tiny"
-    params["pretrain"]["presets"]["tiny"]["train"].update(max_steps=8, batch_tokens=160, val_every_steps=4,
-                                                          checkpoint_every_steps=4, log_every_steps=2)
-    params["pretrain"]["presets"]["tiny"]["model"]["softmax"] = "adaptive"  # DDP must find its unused tails
-    params["pretrain"]["presets"]["tiny"]["model"]["adaptive_cutoffs"] = [20, 40]
+    params["pretrain"]["presets"] = {"tiny": {  # overrides of the built-in tiny preset, key by key
+        "train": dict(max_steps=8, batch_tokens=160, val_every_steps=4, checkpoint_every_steps=4, log_every_steps=2),
+        "model": dict(softmax="adaptive", adaptive_cutoffs=[20, 40]),  # DDP must find its unused tails
+    }}
     params["pretrain"]["trainer"].update(accelerator="cpu", devices=2, strategy="ddp", threads=1)
     (ws / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False))
 

@@ -2,8 +2,9 @@
 
 ``pretrain.preset`` picks one of ``pretrain.presets`` — each a model shape (``model``) and the way
 to train it (``train``): ``tiny`` (tests, seconds), ``small`` (the CPU default: minutes on 2 cores,
-bounded by ``train.max_minutes``) and ``full`` (the paper's size, for GPUs). Keys a preset leaves
-out keep the built-in preset's value (the ``_tiny``/``_small``/``_full`` functions below).
+bounded by ``train.max_minutes``), ``medium`` (2 cores, about an hour) and ``full`` (the paper's
+size, for GPUs). The built-ins are stated once, in elmo/params/presets.py; a preset under
+``pretrain.presets`` in params.yaml overrides the built-in one of its name key by key.
 ``pretrain.trainer`` says where it runs (Lightning's accelerator, devices, num_nodes, strategy,
 precision), not what it computes.
 """
@@ -16,6 +17,7 @@ from pydantic import Field, model_validator
 
 from elmo.params.base import Section, runtime_only, runtime_only_keys
 from elmo.params.paths import WorkspacePath
+from elmo.params.presets import BUILTIN
 
 
 class ModelParams(Section):
@@ -90,33 +92,9 @@ class TrainerParams(Section):
     threads: int = runtime_only(0, ge=0)  # torch threads per process; 0 = the usable cores / processes per node
 
 
-def _tiny() -> PresetParams:
-    return PresetParams(
-        model=ModelParams(char_embed_dim=8, filters=[(1, 16), (2, 16), (3, 32)], highway_layers=1,
-                          projection_dim=16, lstm_dim=32, dropout=0.1, softmax="sampled", n_samples=64,
-                          adaptive_cutoffs=[100, 1000], adaptive_div_value=2.0),
-        train=TrainParams(batch_tokens=1024, lr=3e-3, warmup_steps=5, max_steps=60, val_every_steps=20,
-                          val_batches=5, checkpoint_every_steps=20, log_every_steps=5, max_minutes=10),
-    )
-
-
-def _small() -> PresetParams:
-    return PresetParams(
-        model=ModelParams(char_embed_dim=16, filters=[(1, 32), (2, 32), (3, 64), (4, 128), (5, 256)],
-                          highway_layers=1, projection_dim=128, lstm_dim=256, dropout=0.1, softmax="adaptive",
-                          n_samples=1024, adaptive_cutoffs=[2000, 10000], adaptive_div_value=4.0),
-        train=TrainParams(batch_tokens=2048, lr=3e-3, warmup_steps=20, schedule="linear", max_steps=2000,
-                          max_minutes=30, val_every_steps=50, val_batches=5, eval_max_tokens=200_000,
-                          checkpoint_every_steps=50),
-    )
-
-
-def _full() -> PresetParams:
-    return PresetParams(
-        model=ModelParams(),  # the paper: 2048 char filters of widths 1..7, 2 highway, LSTM 4096 -> 512
-        train=TrainParams(batch_tokens=16384, lr=1e-3, warmup_steps=2000, schedule="linear", max_steps=200_000,
-                          val_every_steps=2000, val_batches=50, checkpoint_every_steps=1000, log_every_steps=50),
-    )
+def builtin_presets() -> dict[str, PresetParams]:
+    """The built-in presets (elmo/params/presets.py), validated."""
+    return {name: PresetParams.model_validate(p) for name, p in BUILTIN.items()}
 
 
 def _deep_merge(base: dict, over: dict) -> dict:
@@ -134,9 +112,8 @@ class PretrainParams(Section):
     metrics: WorkspacePath = "metrics/pretrain.json"
     plots_dir: WorkspacePath = "plots/pretrain"  # loss.csv, perplexity.csv (dvc plots)
     resume: bool = runtime_only(True)  # continue an interrupted run of the same config, data and code
-    preset: str = "small"  # a name under presets: tiny, small, full, or one you add
-    presets: dict[str, PresetParams] = Field(
-        default_factory=lambda: {"tiny": _tiny(), "small": _small(), "full": _full()})
+    preset: str = "small"  # a built-in preset (tiny, small, medium, full) or one you add under presets
+    presets: dict[str, PresetParams] = Field(default_factory=builtin_presets)
     trainer: TrainerParams = TrainerParams()
 
     @model_validator(mode="before")
@@ -144,7 +121,7 @@ class PretrainParams(Section):
     def _merge_presets(cls, data):
         """A preset in params.yaml overrides the built-in one of the same name key by key."""
         if isinstance(data, dict) and isinstance(data.get("presets"), dict):
-            builtin = {"tiny": _tiny(), "small": _small(), "full": _full()}
+            builtin = builtin_presets()
             merged = {name: p.model_dump() for name, p in builtin.items()}
             for name, given in data["presets"].items():
                 base = builtin.get(name)
