@@ -67,3 +67,23 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def canonical_safetensors(path: str | Path) -> None:
+    """Rewrite a .safetensors file's header canonically, in place (the file must not be in use).
+
+    safetensors writes ``__metadata__`` from a Rust HashMap, whose key order is random per process,
+    so two identical saves could differ in bytes (and DVC would see a changed output). Here the
+    metadata keys are sorted and the header re-padded with spaces to 8 bytes; tensors and data are
+    unchanged."""
+    path = Path(path)
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    out: dict[str, Any] = {}
+    if "__metadata__" in header:
+        out["__metadata__"] = dict(sorted(header.pop("__metadata__").items()))
+    out.update(header)  # the tensors, in the order safetensors wrote them
+    text = json.dumps(out, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + n:])

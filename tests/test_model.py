@@ -257,3 +257,32 @@ def test_adaptive_softmax_keeps_idle_clusters_in_the_graph() -> None:
     nll.sum().backward()
     assert all(p.grad is not None for p in model.softmax.parameters())
     assert torch.allclose(nll, model.softmax.exact_nll(h, t))
+
+
+def test_saved_weights_are_the_same_bytes_whatever_order_safetensors_writes_its_metadata(tmp_path) -> None:
+    """safetensors' metadata order is random per process: the canonical header makes it one order."""
+    import json as _json
+
+    import numpy as np
+    from safetensors.numpy import load_file, save_file
+
+    from elmo.io import canonical_safetensors
+
+    arrays = {"b": np.arange(6, dtype=np.float32).reshape(2, 3), "a": np.ones(3, dtype=np.float64)}
+    save_file(arrays, str(tmp_path / "x.safetensors"), metadata={"format": "pt", "model": "m"})
+    raw = (tmp_path / "x.safetensors").read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = _json.loads(raw[8:8 + n])
+    variants = []
+    for order in (["format", "model"], ["model", "format"]):  # both orders, as two processes may write
+        h = {"__metadata__": {k: header["__metadata__"][k] for k in order},
+             **{k: v for k, v in header.items() if k != "__metadata__"}}
+        text = _json.dumps(h).encode()
+        path = tmp_path / f"{order[0]}.safetensors"
+        path.write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + n:])
+        canonical_safetensors(path)
+        variants.append(path.read_bytes())
+        loaded = load_file(str(path))
+        assert set(loaded) == {"a", "b"} and all(np.array_equal(loaded[k], arrays[k]) for k in arrays)
+    assert variants[0] == variants[1]
+    assert int.from_bytes(variants[0][:8], "little") % 8 == 0

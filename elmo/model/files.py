@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from elmo.io import atomic_path
+from elmo.io import atomic_path, canonical_safetensors
 from elmo.model.config import BiLMConfig
 
 FORMAT = "elmo-ko/bilm"
@@ -47,6 +47,7 @@ def save_bilm(model: torch.nn.Module, directory: str | Path, *, vocab_dir: str |
         (tmp / CONFIG_FILE).write_text(json.dumps(doc, ensure_ascii=False, indent=2, sort_keys=True) + "\n",
                                        encoding="utf-8")
         save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "model": FORMAT})
+        canonical_safetensors(tmp / WEIGHTS_FILE)  # the same bytes for the same weights
         _readable(tmp / WEIGHTS_FILE)  # safetensors writes 0600; a model is for everyone the umask allows
         if vocab_dir is not None:
             shutil.copytree(vocab_dir, tmp / VOCAB_SUBDIR)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from elmo.io import atomic_path
+from elmo.io import atomic_path, canonical_safetensors
 from elmo.task.data import normalize_text
 from elmo.task.model import TaskConfig, TaskModel
 from elmo.task.words import TaskWords
@@ -58,6 +58,7 @@ def save_classifier(directory: str | Path, *, model, labels: list[str], words: T
         (tmp / "config.json").write_text(json.dumps(doc, ensure_ascii=False, indent=2, sort_keys=True) + "\n",
                                          encoding="utf-8")
         save_file(state, str(tmp / "weights.safetensors"), metadata={"format": "pt", "model": FORMAT})
+        canonical_safetensors(tmp / "weights.safetensors")  # the same bytes for the same weights
         words.save(tmp / "words.txt")
         (tmp / "tokenizer.json").write_text(json.dumps(tokenizer_config, ensure_ascii=False, indent=2) + "\n",
                                             encoding="utf-8")
