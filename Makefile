@@ -20,20 +20,21 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-# After a successful run, `dvc push` copies every output to the default DVC remote (.dvc/config;
-# README "Versions and rollback"), so `elmo rollback` works from a fresh clone.
+# `elmo repro` = `dvc repro` under the workspace lock, then the run records itself: a git commit of
+# what it changed (dvc.lock, params.yaml, metrics/, plots/) and `dvc push` to the default DVC remote
+# (params flows.record; README "Versions and rollback"). With MIRROR, the sources point at a temporary
+# 127.0.0.1 server through $$ELMO_SOURCE_OVERRIDES for this run only: params.yaml (and so the record)
+# keeps the public sources.
 pipeline: install
 ifneq ($(MIRROR),)
 	@set -e; \
 	$(BIN)/elmo serve-dir $(MIRROR) --port $(MIRROR_PORT) & srv=$$!; \
 	trap "kill $$srv 2>/dev/null" EXIT; sleep 1; \
-	$(BIN)/elmo params set crawl.source=http://127.0.0.1:$(MIRROR_PORT)/petitions_archive/; \
-	$(BIN)/elmo params set finetune.task.source=http://127.0.0.1:$(MIRROR_PORT)/klue/ynat-v1.1/; \
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro
+	ELMO_SOURCE_OVERRIDES="crawl.source=http://127.0.0.1:$(MIRROR_PORT)/petitions_archive/ finetune.task.source=http://127.0.0.1:$(MIRROR_PORT)/klue/ynat-v1.1/" \
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/elmo repro --run "make pipeline MIRROR=$(MIRROR)"
 else
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/elmo repro --run "make pipeline"
 endif
-	$(BIN)/dvc push
 
 # ruff's rules and line length are in pyproject.toml ([tool.ruff]); `make test` (and so CI) lints first.
 lint: install

@@ -76,6 +76,27 @@ _stage_command("finetune", "Finetune an ELMo classifier on the labeled task of f
 _stage_command("fetch_task", "Download the labeled task data of finetune.task (default: KLUE YNAT train/dev).")
 
 
+@app.command("repro")
+def repro(
+    run: str = typer.Option("elmo repro", "--run", help="what the record's commit message calls this run"),
+    params: str = ParamsOpt,
+) -> None:
+    """`dvc repro`, then record the run: a git commit of what it changed (dvc.lock, params.yaml, metrics,
+    plots) and `dvc push` (params flows.record). One run at a time per workspace."""
+    from elmo.errors import USER_ERRORS
+    from elmo.log import configure, stdout_to_stderr
+    from elmo.params import load_params
+    from elmo.registry.record import repro_and_record
+
+    configure()
+    try:
+        with stdout_to_stderr():  # dvc's and the stages' output go to stderr; stdout is the record's report
+            report = repro_and_record(Path.cwd(), load_params(params), run)
+    except USER_ERRORS as err:
+        _fail(err)
+    typer.echo(json.dumps(report, ensure_ascii=False, indent=2, default=str))
+
+
 @app.command("embed")
 def embed(
     file: Path,

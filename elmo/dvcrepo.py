@@ -4,7 +4,8 @@
 * The stage graph, for the Prefect flows: :func:`stage_order` (a topological sort of DVC's own
   stage graph), :func:`stage_state` (``dvc status`` + the ``dvc.lock`` entry), :func:`remove_outs`.
 * Outputs and objects, for register and rollback: :func:`workspace_outputs`,
-  :func:`missing_objects`, :func:`fetch`, :func:`checkout`.
+  :func:`missing_objects`, :func:`fetch`, :func:`checkout`; for a run's record:
+  :func:`git_tracked_outputs`, :func:`push`.
 * Metrics, for the flows' run summary: :func:`metrics_diff`.
 
 DVC is the one description of the DAG, so nothing here knows the project's stages: the order
@@ -229,6 +230,48 @@ def workspace_outputs(repo, stages: set[str] | None = None) -> list[OutState]:
         changed = bool(exists and out.hash_info and out.changed_checksum())
         states.append(OutState(_rel(repo, out), out.stage.name, out.hash_info.value or "", exists, changed))
     return states
+
+
+def repro(root: str | Path) -> None:
+    """``dvc repro`` of the whole pipeline in ``root`` as a subprocess (its output is the user's), with
+    this interpreter's bin/ first on PATH so the stages' ``elmo`` is this installation's."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    rc = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=root, env=env).returncode
+    if rc == 130 or rc < 0:
+        raise KeyboardInterrupt
+    if rc != 0:
+        raise StageError(f"dvc repro failed in {root} (exit {rc}; its own message is above); nothing was recorded")
+
+
+def git_tracked_outputs(root: str | Path) -> list[str]:
+    """Paths of the outputs DVC leaves to git (``cache: false``: metrics, plots, reports), relative
+    to the workspace root; files or directories."""
+    repo = open_repo(root)
+    try:
+        return sorted({_rel(repo, out) for out in repo.index.outs if not out.use_cache})
+    finally:
+        repo.close()
+
+
+def push(root: str | Path) -> dict[str, Any]:
+    """``dvc push`` of the workspace's cached outputs to the default remote; {"remote", "pushed"}.
+
+    Raises :class:`StageError` when no default remote is configured or the push fails."""
+    from dvc.exceptions import DvcException
+
+    with session(Path(root)) as repo:
+        remote = default_remote(repo)
+        if not remote:
+            raise StageError(f"{root}: no default DVC remote to push to (`dvc remote add -d NAME PATH`, or set "
+                             "flows.record.push: false)")
+        try:
+            pushed = repo.push()
+        except DvcException as err:
+            raise StageError(f"dvc push to remote {remote!r} failed: {err}") from None
+    return {"remote": remote, "pushed": int(pushed or 0)}
 
 
 def _object_missing(odb, hash_info) -> bool:

@@ -22,11 +22,12 @@ from typing import Any
 
 from prefect import flow
 from prefect.logging import get_run_logger
-from prefect.runtime import flow_run
+from prefect.runtime import deployment, flow_run
 
 from elmo.dvcrepo import stage_order
 from elmo.errors import StageError
 from elmo.params import set_params
+from elmo.registry.record import check_recordable, record_run
 from flows import summary
 from flows.fanout import fanout_spec
 from flows.tasks import workspace_task
@@ -57,7 +58,9 @@ def pipeline(root: str | None = None, targets: list[str] | None = None, force: l
     started, t0 = dt.datetime.now(dt.timezone.utc), time.perf_counter()
     results: list[dict[str, Any]] = []
     error: BaseException | None = None
+    record: dict[str, Any] | None = None
     with workspace_lock(workspace, params.flows.lock_timeout_s, log=log):
+        check_recordable(workspace, params.flows.record)  # a run that could not be recorded does not start
         if overrides:
             params = set_params(workspace / PARAMS_FILE, list(overrides))
             log.info("params.yaml updated: %s", " ".join(overrides))
@@ -97,14 +100,28 @@ def pipeline(root: str | None = None, targets: list[str] | None = None, force: l
                 results += [{"stage": rest, "outcome": "not run", "action": f"{name} failed", "seconds": None,
                              "key": None} for rest in order[order.index(name) + 1:]]
                 break
+            else:  # every stage succeeded: the run records itself (a failed run records nothing)
+                record = record_run(workspace, params.flows.record, _run_label(),
+                                    register_report=params.register.report,
+                                    stages=[r["stage"] for r in results if r["outcome"] == "ran"])
+        except BaseException as exc:  # the record failed (or an interrupt): the summary still lists the stages
+            error = error or exc
         finally:
-            _publish(workspace, params, started, time.perf_counter() - t0, results, error, log)
+            _publish(workspace, params, started, time.perf_counter() - t0, results, error, log, record)
     if error is not None:
         raise error
-    return {"root": str(workspace), "stages": results}
+    return {"root": str(workspace), "stages": results, "record": record}
 
 
-def _publish(workspace, params, started, seconds, results, error, log) -> None:
+def _run_label() -> str:
+    """How the record's commit names this run: the deployment (if any), flow run name and id."""
+    name, run_id = flow_run.get_name() or "local", flow_run.get_id() or "-"
+    where = f"deployment {deployment.get_flow_name() or flow_run.get_flow_name()}/{deployment.name}, " \
+        if deployment.get_id() else ""
+    return f"{where}flow run {name} ({run_id})"
+
+
+def _publish(workspace, params, started, seconds, results, error, log, record=None) -> None:
     """Write the run's artifacts; a problem here is logged, never hides the stage's own error."""
     try:
         try:
@@ -119,7 +136,7 @@ def _publish(workspace, params, started, seconds, results, error, log) -> None:
         md = summary.render(
             root=workspace, flow_run_name=flow_run.get_name() or "local", started=started, seconds=seconds,
             results=results, error=None if error is None else str(error), metrics_diff=diff,
-            metrics_note=note, runs=runs, runs_note=runs_note,
+            metrics_note=note, runs=runs, runs_note=runs_note, record=record,
         )
         summary.publish(md, runs, failed=error is not None)
     except Exception:

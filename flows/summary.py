@@ -95,7 +95,8 @@ def mlflow_runs(params: Params, root: Path, since: dt.datetime) -> list[dict[str
 
 def render(*, root: Path, flow_run_name: str, started: dt.datetime, seconds: float,
            results: list[dict[str, Any]], error: str | None, metrics_diff: dict, metrics_note: str | None,
-           runs: list[dict[str, Any]], runs_note: str | None = None) -> str:
+           runs: list[dict[str, Any]], runs_note: str | None = None,
+           record: dict[str, Any] | None = None) -> str:
     counts: dict[str, int] = {}
     for r in results:
         counts[r["outcome"]] = counts.get(r["outcome"], 0) + 1
@@ -112,6 +113,7 @@ def render(*, root: Path, flow_run_name: str, started: dt.datetime, seconds: flo
     ]
     if error:
         md += ["", "## Error", "", "```", error.strip(), "```"]
+    md += ["", "## Record", "", record_markdown(record, failed=bool(error))]
     md += ["", "## Metrics (DVC)", ""]
     if metrics_note:
         md += [f"_{metrics_note}_", ""]
@@ -127,6 +129,23 @@ def render(*, root: Path, flow_run_name: str, started: dt.datetime, seconds: flo
         for r in runs:
             md.append(f"- [{r['stage'] or 'run'}: {r['name']}]({r['url']}) ({r['status'].lower()})")
     return "\n".join(md) + "\n"
+
+
+def record_markdown(record: dict[str, Any] | None, *, failed: bool) -> str:
+    """What the run committed and pushed (elmo/registry/record.py), in a few lines."""
+    if record is None:
+        return "_Nothing recorded: the run failed, so the previous record stands._" if failed else "_Not recorded._"
+    if record.get("reason"):
+        return f"_Not recorded: {record['reason']}._"
+    lines = [f"- commit `{str(record['commit'])[:8]}` on `{record.get('branch')}`: "
+             + ", ".join(f"`{f}`" for f in record["files"]) if record.get("commit")
+             else "- no commit: the run changed nothing git keeps"]
+    lines += [f"- registered: {m}" for m in record.get("registered") or []]
+    if record.get("push"):
+        lines.append(f"- `dvc push` to `{record['push']['remote']}`: {record['push']['pushed']} file(s)")
+    if record.get("dirty"):
+        lines.append(f"- uncommitted code changes (not recorded): {', '.join(record['dirty'][:10])}")
+    return "\n".join(lines)
 
 
 def artifact_key(text: str) -> str:

@@ -179,12 +179,30 @@ def test_rolling_forward_again_restores_the_latest(scenario, client, monkeypatch
     assert champion(client) == 3
 
 
-def test_rollback_to_a_git_revision_finds_its_version(scenario, client) -> None:
+def test_rollback_to_a_git_revision_restores_its_files_and_the_alias_it_recorded(scenario, client) -> None:
     report = rb.rollback(scenario.params, scenario.root, "HEAD~1")  # run 2's commit
     assert report["commit"] == scenario.commits[2]
-    assert output_hashes(scenario.root) == scenario.hashes[2] and champion(client) == 2
+    # run 2 made v2, but v2 was worse and the champion stayed v1: that is what the commit recorded
+    assert output_hashes(scenario.root) == scenario.hashes[2] and champion(client) == scenario.champion_after[2] == 1
     rb.rollback(scenario.params, scenario.root, "main")
     assert output_hashes(scenario.root) == scenario.hashes[3] and champion(client) == 3
+    assert git_status(scenario.root) == ""
+
+
+def test_rollback_round_trip_leaves_every_alias_where_it_started(scenario, client) -> None:
+    """`--to 1` then `--to <a commit whose own version was not champion>` and back to main: the alias
+    is where each commit recorded it, never promoted to the version a commit merely made."""
+    def aliases() -> dict[int, tuple[str, ...]]:
+        return {v.version: v.aliases for v in store.versions(client, MODEL_NAME)}
+
+    before = aliases()
+    assert champion(client) == 3
+    rb.rollback(scenario.params, scenario.root, "1")
+    assert champion(client) == 1
+    rb.rollback(scenario.params, scenario.root, scenario.commits[2])
+    assert champion(client) == 1 and output_hashes(scenario.root) == scenario.hashes[2]
+    rb.rollback(scenario.params, scenario.root, "main")
+    assert aliases() == before and champion(client) == 3
     assert git_status(scenario.root) == ""
 
 

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
+from helpers.tiny_pipeline import copy_pipeline, tiny_params
 from test_finetune import klue_files
 
 pytestmark = pytest.mark.timeout(900)
@@ -37,22 +36,7 @@ def sh(root: Path, *args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory, repo_root: Path, shared_data: Path) -> Path:
     root = tmp_path_factory.mktemp("contract")
-    for part in ("elmo", "flows"):  # dvc.yaml's code deps, so that `dvc commit` can record them
-        shutil.copytree(repo_root / part, root / part, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(repo_root / "dvc.yaml", root / "dvc.yaml")
-    params = yaml.safe_load((repo_root / "params.yaml").read_text(encoding="utf-8"))
-    params["crawl"].update(source=str(shared_data / "petitions_archive"), months=["2017-08"])
-    params["pretrain"]["preset"] = "tiny"
-    f = params["finetune"]
-    f["task"]["source"] = str(root / "src")
-    f["model"].update(word_dim=8, hidden=8, word_min_count=1)
-    f["train"].update(batch_size=4, lr=0.01, max_epochs=2, patience=2, threads=1)
-    f["tfidf"].update(min_df=1)
-    f["adapt"].update(max_steps=4, batch_tokens=128, heldout_sentences=2)
-    f["heldout_fraction"] = 0.25
-    f["cache_dtype"] = "float32"
-    f["compare"] = ["tfidf_lr"]
-    (root / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
+    copy_pipeline(repo_root, root, tiny_params(repo_root, shared_data / "petitions_archive", root / "src", ["2017-08"]))
     klue_files(root / "src")
     sh(root, "git", "init", "-q")
     sh(root, sys.executable, "-m", "dvc", "init", "-q")

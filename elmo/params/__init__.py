@@ -16,6 +16,7 @@ Usage::
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,11 @@ from elmo.params.tokenize import TokenizeParams
 from elmo.params.vocab import VocabParams
 
 DEFAULT_PARAMS_FILE = "params.yaml"
+# Where the data comes from for this process only, never written to params.yaml: space-separated
+# `section.source=URL-or-dir` (e.g. `make pipeline MIRROR=...` points crawl and the task at a
+# temporary 127.0.0.1 server). Only `source` keys: a source says where bytes come from, which the
+# stages verify (crawl's sizes and sha256, the task's records); what they are stays in dvc.lock.
+SOURCE_OVERRIDES_ENV = "ELMO_SOURCE_OVERRIDES"
 
 
 with warnings.catch_warnings():
@@ -147,13 +153,37 @@ def load_yaml(text: str, path: Path) -> Any:
         raise ParamsError(f"{path}: not valid YAML: {err}") from None
 
 
+def apply_source_overrides(data: dict[str, Any], spec: str) -> list[str]:
+    """Set the ``section.source=value`` pairs of ``spec`` in ``data``; the keys set, in order."""
+    where = f"${SOURCE_OVERRIDES_ENV}"
+    done = []
+    for item in spec.split():
+        key, sep, value = item.partition("=")
+        parts = key.split(".")
+        if not sep or not value or len(parts) < 2 or parts[-1] != "source":
+            raise ParamsError(f"{where}: {item!r}: expected section.source=URL-or-directory (only the sources of "
+                              "the data may be overridden here; edit params.yaml for anything else)")
+        node: Any = data
+        for part in parts[:-1]:  # a section params.yaml leaves to its defaults is created (then validated)
+            node = node.setdefault(part, {}) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            raise ParamsError(f"{where}: {key}: {'.'.join(parts[:-1])} is not a section of params.yaml")
+        node["source"] = value
+        done.append(key)
+    return done
+
+
 def load_params(path: str | Path = DEFAULT_PARAMS_FILE) -> Params:
-    """Read and validate params.yaml. Raises :class:`ParamsError` naming the file and key."""
+    """Read and validate params.yaml, with ``$ELMO_SOURCE_OVERRIDES`` applied in memory.
+
+    Raises :class:`ParamsError` naming the file and key."""
     path = Path(path)
     data = load_yaml(read_params_text(path), path)
     if data is None:
         raise ParamsError(f"{path}: empty (no sections): every stage would run on silent defaults; write "
                           "its sections (the project's params.yaml lists them all)")
+    if isinstance(data, dict) and os.environ.get(SOURCE_OVERRIDES_ENV, "").strip():
+        apply_source_overrides(data, os.environ[SOURCE_OVERRIDES_ENV])
     return parse_params(data, path)
 
 

@@ -56,6 +56,28 @@ class DaskParams(Section):
         return v
 
 
+class RecordParams(Section):
+    """What a successful pipeline run records (elmo/registry/record.py): a git commit of exactly what
+    it changed among dvc.lock, the params files and the git-tracked (``cache: false``) outputs such
+    as metrics/ and plots/, then ``dvc push`` of its outputs to the default DVC remote.
+
+    Used by ``elmo repro`` (so ``make pipeline``), ``python -m flows run`` and both deployments.
+    """
+
+    enabled: bool = True
+    # the branch records go on: null = whichever branch is checked out; a name = refuse to record
+    # (the run fails before its first stage) when another branch, or no branch, is checked out
+    branch: str | None = None
+    push: bool = True  # `dvc push` to the default remote after the commit (rollback from a fresh clone)
+
+    @field_validator("branch")
+    @classmethod
+    def _branch(cls, v: str | None) -> str | None:
+        if v is not None and (not v.strip() or v.startswith("-") or any(c in v for c in " ~^:?*[\\")):
+            raise ValueError(f"{v!r} is not a git branch name")
+        return v
+
+
 class FlowsParams(Section):
     # Prefect retries of a whole stage (stage name -> count), with exponential backoff: the n-th
     # retry waits retry_delay_s * 2**(n-1) seconds, +- retry_jitter of that.
@@ -72,6 +94,7 @@ class FlowsParams(Section):
     monthly_cron: str = "0 3 1 * *"
     server_port: int = Field(4200, ge=1, le=65535)  # the project's local Prefect server (127.0.0.1)
     dask: DaskParams = DaskParams()
+    record: RecordParams = RecordParams()
 
     @field_validator("retries")
     @classmethod

@@ -88,5 +88,29 @@ def dirty_files(root: Path, exclude: set[str] = frozenset()) -> list[str]:
     return sorted(files)
 
 
+def current_branch(root: Path) -> str | None:
+    """The checked-out branch's short name, or None on a detached HEAD."""
+    proc = git(root, "symbolic-ref", "--quiet", "--short", "HEAD", check=False)
+    return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
+
+
+def changed_paths(root: Path, paths: list[str]) -> list[str]:
+    """Files in/under ``paths`` whose working copy differs from HEAD: modified, deleted, or new and not
+    ignored (a directory path covers its files)."""
+    if not paths:
+        return []
+    proc = git(root, "status", "--porcelain", "--untracked-files=all", "--no-renames", "-z", "--", *paths)
+    return sorted({entry[3:] for entry in proc.stdout.decode("utf-8", "replace").split("\0") if len(entry) >= 4})
+
+
+def commit_paths(root: Path, paths: list[str], message: str) -> str:
+    """Commit exactly ``paths`` (their working-tree content, deletions included) on the checked-out
+    branch; whatever else is staged stays staged and uncommitted (``git commit --only``). Hooks are
+    skipped: an unattended run has nobody to answer them. Returns the new commit id."""
+    git(root, "add", "--all", "--", *paths)
+    git(root, "commit", "--quiet", "--no-verify", "--only", "-m", message, "--", *paths)
+    return _out(root, "rev-parse", "HEAD")
+
+
 def short(commit: str | None) -> str:
     return commit[:8] if commit else "-"

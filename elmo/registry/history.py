@@ -8,6 +8,7 @@ exactly those (:func:`commit_of`). The other way round, :func:`version_at` is th
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from elmo.errors import StageError
@@ -68,3 +69,15 @@ def version_at(lock: Lock, spec: RegisteredModelParams, versions: list[store.Ver
     md5 = stage.outs.get(norm(spec.model_dir)) if stage else None
     matches = [v for v in versions if md5 and v.model_md5 == md5]
     return matches[-1] if matches else None
+
+
+def champions_at(root: Path, commit: str, report: str) -> dict[str, int]:
+    """{registered model name: version} the alias pointed at when ``commit`` was recorded, as the
+    register report committed with it says ({} for a commit without a readable report)."""
+    raw = gitrepo.show(root, commit, report)
+    try:
+        models = (json.loads(raw) if raw else {}).get("models") or {}
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return {}
+    return {m["name"]: int(m["champion"]) for m in models.values()
+            if isinstance(m, dict) and isinstance(m.get("name"), str) and isinstance(m.get("champion"), int)}

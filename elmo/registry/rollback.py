@@ -10,7 +10,9 @@ Going there means:
    content at that commit (HEAD, the index and code files are left alone);
 2. ``dvc checkout`` puts the matching data and model files in place, from the cache, after
    fetching what the cache lacks from the default DVC remote;
-3. the alias (``champion``) of every declared model points at the version that commit made.
+3. the alias (``champion``) of every declared model points where it pointed when that commit was
+   recorded (the register report committed with it), so a round trip ``--to 1`` then ``--to main``
+   leaves every alias where it started; a commit without a report: the version that commit made.
 
 Before changing anything it refuses — and changes nothing — when those files have uncommitted
 changes (other than exactly what the previous rollback wrote, so one can roll forward again),
@@ -35,7 +37,7 @@ from elmo.errors import StageError
 from elmo.params import Params
 from elmo.params.register import RegisteredModelParams
 from elmo.registry import gitrepo, store
-from elmo.registry.history import LockHistory, version_at
+from elmo.registry.history import LockHistory, champions_at, version_at
 from elmo.registry.lockfile import Lock
 from elmo.registry.register import norm, say
 from elmo.registry.restore import pipeline_files, restore, save_state
@@ -59,7 +61,7 @@ def rollback(params: Params, root: Path, to: str) -> dict[str, Any]:
     with dvcrepo.session(root) as repo:
         refuse_unsafe(root, repo, head, files, root / p.rollback_state, target.label)
         ensure_objects(repo, target)
-        moves, warnings = alias_moves(params, client, target, target_lock)
+        moves, warnings = alias_moves(params, client, target, target_lock, champions_at(root, target.commit, p.report))
         say(f"restoring the pipeline files of {gitrepo.short(target.commit)} and checking out the data and "
             f"models of {target.label} …")
         changed, written, changes = restore(root, repo, target.commit, files)
@@ -94,8 +96,10 @@ def _client(params: Params, root: Path):
         return None
 
 
-def alias_moves(params: Params, client, target: Target, lock: Lock):
-    """(model, version) pairs the alias moves to, and a warning per model it cannot move."""
+def alias_moves(params: Params, client, target: Target, lock: Lock, recorded: dict[str, int]):
+    """(model, version) pairs the alias moves to, and a warning per model it cannot move.
+
+    ``recorded``: {model name: version} of the alias as the target commit recorded it."""
     p = params.register
     moves: list[tuple[RegisteredModelParams, store.Version]] = []
     warnings: list[str] = []
@@ -104,7 +108,8 @@ def alias_moves(params: Params, client, target: Target, lock: Lock):
             warnings.append(f"{spec.name}: no MLflow registry at {params.mlflow.tracking_uri} "
                             f"(mlflow.tracking_uri); `{p.alias}` not moved")
             continue
-        v = version_at(lock, spec, store.versions(client, spec.name))
+        v = store.get(client, spec.name, recorded[spec.name]) if spec.name in recorded else None
+        v = v or version_at(lock, spec, store.versions(client, spec.name))
         if v is not None:
             moves.append((spec, v))
         else:

@@ -60,8 +60,9 @@ def resolve_target(root: Path, params: Params, client, history: LockHistory, to:
             raise StageError(
                 f"--to {to}: no commit's dvc.lock records {spec.name} v{v.version} ({v.tags.get('dvc.model_path')} "
                 f"md5 {str(v.model_md5)[:8]}): the pipeline run that made it was never committed "
-                "(`git add dvc.lock params.yaml metrics && git commit` after `dvc repro`), so its files "
-                "cannot be restored; nothing was changed")
+                "(`elmo repro`, `make pipeline` and the flows record their runs; after a plain `dvc repro`, "
+                "`git add dvc.lock params.yaml metrics plots && git commit`), so its files cannot be restored; "
+                "nothing was changed")
         return Target(commit, f"{spec.name} v{v.version}", spec.name, v.version)
     commit = gitrepo.resolve(root, to)
     if commit is None:

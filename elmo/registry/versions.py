@@ -14,7 +14,7 @@ from typing import Any
 from elmo.errors import StageError
 from elmo.params import Params
 from elmo.registry import gitrepo, store
-from elmo.registry.history import LockHistory, commit_of, version_at
+from elmo.registry.history import LockHistory, champions_at, commit_of, version_at
 
 
 def list_versions(params: Params, root: Path) -> list[dict[str, Any]]:
@@ -31,11 +31,15 @@ def list_versions(params: Params, root: Path) -> list[dict[str, Any]]:
     except StageError:
         workspace = None
     rows = []
+    champions: dict[str, dict[str, int]] = {}  # commit -> the aliases it recorded
     for spec in p.models.values():
         versions = store.versions(client, spec.name)
         champ = store.by_alias(client, spec.name, p.alias)
         current = version_at(workspace, spec, versions) if workspace else None
         for v in versions:
+            data_commit = commit_of(history, v) if history else None
+            if data_commit and data_commit not in champions:
+                champions[data_commit] = champions_at(root, data_commit, p.report)
             rows.append({
                 "model": spec.name, "version": v.version,
                 "champion": bool(champ and champ.version == v.version),
@@ -45,7 +49,9 @@ def list_versions(params: Params, root: Path) -> list[dict[str, Any]]:
                 "metrics": {k[len("metric."):]: float(x) for k, x in v.tags.items() if k.startswith("metric.")},
                 "registered": time.strftime("%Y-%m-%d %H:%M", time.localtime(v.created_ms / 1000)),
                 "code_commit": v.tags.get("git.commit"), "code_dirty": v.tags.get("git.dirty") == "true",
-                "data_commit": commit_of(history, v) if history else None,
+                "data_commit": data_commit,
+                # the alias as that commit recorded it (the register report committed with it)
+                "champion_at_commit": champions.get(data_commit, {}).get(spec.name) if data_commit else None,
                 "model_path": v.tags.get("dvc.model_path"), "model_md5": v.model_md5,
                 "data": v.json_tag("dvc.data"), "params_md5": v.tags.get("dvc.params_md5"),
                 "previous_champion": v.tags.get("champion.previous"),
@@ -64,8 +70,8 @@ def format_versions(rows: list[dict[str, Any]], params: Params) -> str:
         if not mine:
             lines.append("  no versions registered yet")
             continue
-        header = ["version", p.alias, "workspace", spec.metric, "registered", "code", "data commit", "model md5",
-                  "data"]
+        header = ["version", p.alias, "workspace", spec.metric, "registered", "code", "data commit",
+                  f"{p.alias} then", "model md5", "data"]
         table = [header]
         for r in mine:
             value = "-" if r["value"] is None else f"{r['value']:.6g}"
@@ -74,6 +80,7 @@ def format_versions(rows: list[dict[str, Any]], params: Params) -> str:
             table.append([f"v{r['version']}", "*" if r["champion"] else "", "*" if r["in_workspace"] else "",
                           value, r["registered"], code,
                           gitrepo.short(r["data_commit"]) if r["data_commit"] else "not committed",
+                          f"v{r['champion_at_commit']}" if r["champion_at_commit"] else "-",
                           str(r["model_md5"] or "-")[:8], data])
         widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
         for row in table:

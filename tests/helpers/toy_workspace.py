@@ -158,7 +158,8 @@ def _run(cmd: list[str], cwd: Path) -> None:
 
 
 def make_toy_workspace(path: str | Path) -> Path:
-    """Create the toy workspace at ``path`` (a git repo with DVC initialised, one commit)."""
+    """Create the toy workspace at ``path`` (a git repo with DVC initialised, one commit), with a local
+    DVC remote beside it (``<path>-remote``): a successful flow run records itself (a commit, a push)."""
     root = Path(path).resolve()
     root.mkdir(parents=True, exist_ok=True)
     (root / "toystages.py").write_text(TOY_STAGES, encoding="utf-8")
@@ -166,12 +167,15 @@ def make_toy_workspace(path: str | Path) -> Path:
     (root / "toy.yaml").write_text(yaml.safe_dump(TOY_PARAMS, sort_keys=False), encoding="utf-8")
     (root / "params.yaml").write_text(yaml.safe_dump(PARAMS, sort_keys=False), encoding="utf-8")
     (root / ".gitignore").write_text("runs.log\n.flaky-attempts\n.prefect/\nparts/\n", encoding="utf-8")
-    _run(["git", "init", "-q"], root)
+    _run(["git", "init", "-q", "-b", "main"], root)
+    _run(["git", "config", "user.name", "toy"], root)
+    _run(["git", "config", "user.email", "toy@localhost"], root)
     _run([sys.executable, "-m", "dvc", "init", "-q"], root)
+    remote = root.parent / f"{root.name}-remote"
     with open(root / ".dvc" / "config", "a", encoding="utf-8") as fh:  # as `dvc config core.analytics false`
-        fh.write("[core]\n    analytics = false\n")
+        fh.write(f"[core]\n    analytics = false\n    remote = local\n['remote \"local\"']\n    url = {remote}\n")
     _run(["git", "add", "-A"], root)
-    _run(["git", "-c", "user.name=toy", "-c", "user.email=toy@localhost", "commit", "-q", "-m", "toy"], root)
+    _run(["git", "commit", "-q", "-m", "toy"], root)
     return root
 
 
