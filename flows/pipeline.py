@@ -114,11 +114,19 @@ def pipeline(root: str | None = None, targets: list[str] | None = None, force: l
 
 
 def _run_label() -> str:
-    """How the record's commit names this run: the deployment (if any), flow run name and id."""
-    name, run_id = flow_run.get_name() or "local", flow_run.get_id() or "-"
-    where = f"deployment {deployment.get_flow_name() or flow_run.get_flow_name()}/{deployment.name}, " \
-        if deployment.get_id() else ""
-    return f"{where}flow run {name} ({run_id})"
+    """How the record's commit names this run: the flow run's name and id, and its deployment
+    (this flow's own or, for a subflow such as crawl-and-retrain's, its parent's) when there is one."""
+    label = f"flow run {flow_run.name or 'local'} ({flow_run.id or '-'})"
+    try:
+        dep = deployment.name if deployment.id else None
+        if dep is None and flow_run.parent_deployment_id:
+            from prefect.client.orchestration import get_client
+
+            with get_client(sync_client=True) as client:
+                dep = client.read_deployment(flow_run.parent_deployment_id).name
+    except Exception:  # a label is never worth failing a run's record
+        dep = None
+    return f"deployment {dep}, {label}" if dep else label
 
 
 def _publish(workspace, params, started, seconds, results, error, log, record=None) -> None:
