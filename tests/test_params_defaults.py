@@ -17,10 +17,7 @@ from elmo.params import Params
 REPO = Path(__file__).resolve().parents[1]
 
 # dotted key -> why params.yaml deliberately differs from the code default. Keep it small.
-DIFFERS = {
-    "finetune.train.max_minutes": "a wall-clock budget per model sized for the 2-core machines the pipeline "
-                                  "runs on (params.yaml: 4 minutes); the library's default is no budget (0)",
-}
+DIFFERS: dict[str, str] = {}
 
 
 def differences(code: Any, given: Any, prefix: str = "") -> dict[str, tuple[Any, Any]]:

@@ -35,7 +35,7 @@ def test_two_process_ddp_run_finishes(tmp_path: Path, repo_root: Path) -> None:
     out = subprocess.run([str(elmo), "pretrain"], cwd=ws, env=env, capture_output=True, text=True, timeout=420)
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads(out.stdout)
-    assert report["steps"] == 8 and report["stopped_by"] == "max_steps"
+    assert report["steps"] == 8 and report["ended_by"] == "steps"
     assert report["test"]["ppl"] > 1 and report["valid"]["tokens"] > 0
     ckpt = torch.load(ws / "models/checkpoints/bilm/last.ckpt", weights_only=False)
     assert ckpt["global_step"] == 8

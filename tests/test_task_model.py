@@ -92,7 +92,7 @@ def test_early_stopping_keeps_the_best_epoch(elmo, dataset) -> None:
     model = TaskModel(config(elmo, words))
     res = fit(model, data, data, labels, batch_size=6, lr=1e-9, weight_decay=0.0, max_epochs=10, patience=2,
               grad_clip=5.0, seed=0, log=lambda s: None)
-    assert res.stopped_early and len(res.history) == 3 and res.best_epoch == 1
+    assert res.stopped_early and len(res.history) == 3 and res.best_epoch == 1 and res.ended_by == "early_stop"
 
 
 def test_learning_rate_decays_after_each_epoch_without_improvement(elmo, dataset) -> None:
@@ -109,7 +109,7 @@ def test_time_budget_stops_training(elmo, dataset) -> None:
     model = TaskModel(config(elmo, words))
     res = fit(model, data, data, labels, batch_size=6, lr=0.01, weight_decay=0.0, max_epochs=10, patience=10,
               grad_clip=5.0, seed=0, max_seconds=1e-6, log=lambda s: None)
-    assert res.out_of_time and not res.stopped_early and len(res.history) == 1
+    assert res.out_of_time and not res.stopped_early and len(res.history) == 1 and res.ended_by == "clock"
 
 
 def test_batches_cover_every_item_once() -> None:

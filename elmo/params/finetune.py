@@ -135,9 +135,10 @@ class TrainParams(Section):
     # (reduce on plateau; 1 = constant): the epochs before early stopping take smaller steps.
     lr_decay: float = Field(0.5, gt=0, le=1)
     grad_clip: float = Field(5.0, gt=0)
-    # Wall-clock budget per trained model: no new epoch starts when the last one would end past it
-    # (0 = none). Keeps the whole run (main model + comparisons) within a known time on slow machines.
-    max_minutes: float = Field(0.0, ge=0)
+    # Opt-in wall-clock budget per trained model: no new epoch starts when the last one would end past
+    # it. null (default): none, training ends by epochs or early stopping. A clock makes the model
+    # depend on the machine's speed (ended_by: clock in the metrics and the MLflow run).
+    max_minutes: float | None = Field(None, gt=0)
     threads: int = Field(0, ge=0)  # torch threads; 0 = every core this process may use
 
 
@@ -148,7 +149,7 @@ class AdaptParams(Section):
     out_dir: WorkspacePath | None = None
     use_dev_texts: bool = False  # also the dev set's texts (never its labels)
     max_steps: int = Field(400, ge=1)
-    max_minutes: float = Field(4.0, ge=0)  # 0 = no limit
+    max_minutes: float | None = Field(None, gt=0)  # opt-in wall clock (null: ends by max_steps only)
     batch_tokens: int = Field(2048, ge=16)
     lr: float = Field(1e-3, gt=0)  # peak of the slanted triangular schedule
     cut_frac: float = Field(0.1, gt=0, lt=1)
@@ -169,7 +170,7 @@ class UnfreezeParams(Section):
     gradual: bool = True  # one more biLM group (from the top) unfreezes each epoch
     max_epochs: int = Field(4, ge=1)  # epoch 4 is the first with every biLM group unfrozen
     patience: int = Field(4, ge=1)
-    max_minutes: float = Field(8.0, ge=0)  # per model (replaces train.max_minutes; 0 = no limit)
+    max_minutes: float | None = Field(None, gt=0)  # opt-in wall clock per model (replaces train.max_minutes)
     cut_frac: float = Field(0.1, gt=0, lt=1)
     ratio: float = Field(32.0, ge=1)
 

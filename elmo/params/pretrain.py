@@ -1,8 +1,8 @@
 """Params of the pretrain stage (see elmo/stages/pretrain.py, elmo/model/ and elmo/train/).
 
 ``pretrain.preset`` picks one of ``pretrain.presets`` — each a model shape (``model``) and the way
-to train it (``train``): ``tiny`` (tests, seconds), ``small`` (the CPU default: minutes on 2 cores,
-bounded by ``train.max_minutes``), ``medium`` (2 cores, about an hour) and ``full`` (the paper's
+to train it (``train``): ``tiny`` (tests, seconds), ``small`` (the CPU default: 2000 steps, about half
+an hour on 2 cores), ``medium`` (2 cores, about an hour) and ``full`` (the paper's
 size, for GPUs). The built-ins are stated once, in elmo/params/presets.py; a preset under
 ``pretrain.presets`` in params.yaml overrides the built-in one of its name key by key.
 ``pretrain.trainer`` says where it runs (Lightning's accelerator, devices, num_nodes, strategy,
@@ -49,7 +49,8 @@ class ModelParams(Section):
 
 
 class TrainParams(Section):
-    """Optimisation and its budget. The run ends at the first of max_steps, max_epochs, max_minutes."""
+    """Optimisation and its budget. The run ends at max_steps (or max_epochs, if fewer steps); max_minutes
+    is an opt-in wall clock that ends it earlier on a slower machine (ended_by: clock, elmo/budget.py)."""
 
     # padded positions (sentences x longest, with <bos>/<eos>) per batch and device
     batch_tokens: int = Field(4096, ge=3)
@@ -66,7 +67,9 @@ class TrainParams(Section):
     grad_clip: float = Field(5.0, gt=0)  # max global L2 norm of the gradient (LSTMs still explode)
     max_steps: int = Field(10_000, ge=1)
     max_epochs: int | None = Field(None, ge=1)
-    max_minutes: float | None = Field(None, gt=0)  # wall-clock budget of the training loop (resumes count it)
+    # opt-in wall-clock budget of the training loop (resumes count it); null: none, the result does not depend
+    # on the machine's speed
+    max_minutes: float | None = Field(None, gt=0)
     val_every_steps: int = Field(500, ge=1)  # validation (exact softmax) and best-checkpoint cadence
     val_batches: int | None = Field(20, ge=1)  # batches of the valid split per validation during training (null: all)
     # final valid/test perplexity on at most this many tokens per split (null: all)

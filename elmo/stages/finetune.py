@@ -5,7 +5,9 @@
          train, x TF-IDF (elmo/task/experiment.py)
       -> comparisons (finetune.compare): TF-IDF + LR and task-model variants, same data, same run
     writes (elmo/task/outputs.py) models/<task>/ (Classifier), metrics/finetune.json,
-    metrics/finetune_comparison.{json,md}, plots/finetune/; all also in the MLflow run.
+    metrics/finetune_comparison.{json,md}, plots/finetune/; all also in the MLflow run. Training ends
+    by epochs or early stopping; an opt-in clock (max_minutes) that ended any of it is warned about
+    once and recorded (ended_by: clock, elmo/budget.py).
     Messages go to stderr (the elmo.finetune logger); stdout of `elmo finetune` is the JSON report.
 """
 
@@ -65,6 +67,14 @@ def tokenize_records(tokenizer, records, max_tokens: int, report, policy: str, d
     return kept, tokens, truncated
 
 
+def workspace_relative(read_report: dict, root: Path) -> dict:
+    """A read report (elmo.task.data.ReadReport.as_dict) naming its file relative to the workspace, so
+    that the metrics are the same wherever the workspace is (a clone elsewhere, another machine)."""
+    prefix = f"{Path(root)}{os.sep}"
+    return {**read_report, "file": read_report["file"].removeprefix(prefix),
+            "skipped_examples": [e.removeprefix(prefix) for e in read_report["skipped_examples"]]}
+
+
 def pretraining_tokenizer(bilm_dir: Path):
     """The tokenizer the biLM's corpus was analysed with (stored in its vocabulary)."""
     from elmo.model import vocab_dir
@@ -79,6 +89,7 @@ def pretraining_tokenizer(bilm_dir: Path):
 def run(params, root: Path) -> dict:
     import torch
 
+    from elmo.budget import warn_clock
     from elmo.task.variants import VARIANTS
     from elmo.text import Tokenizer
     from elmo.tracking import RunTracker, start_run
@@ -112,9 +123,10 @@ def run(params, root: Path) -> dict:
         job = Experiment(params, root, inputs, bilm_dir if needs_elmo else None, tracker=RunTracker(run),
                          log=log.info)
         result = job.run_all()
+        warn_clock(log, "finetune", job.ended_by)
         result["data"] = {
-            "train": {**reps["train"].as_dict(), "truncated": trunc_tr},
-            "dev": {**reps["dev"].as_dict(), "truncated": trunc_dev},
+            "train": {**workspace_relative(reps["train"].as_dict(), root), "truncated": trunc_tr},
+            "dev": {**workspace_relative(reps["dev"].as_dict(), root), "truncated": trunc_dev},
             "labels": labels,
         }
         result["seconds_total"] = time.perf_counter() - t0

@@ -7,7 +7,8 @@ GPUs, one or several processes or nodes) and writes, each atomically:
 * ``pretrain.out_dir`` — the biLM: config.json, weights.safetensors, vocab/ (elmo.model.files),
   with the weights of the better of the best-by-validation checkpoint and the last step,
 * ``pretrain.metrics`` — valid and test perplexity per direction and averaged (full softmax),
-  steps, tokens, time, throughput, the selected checkpoint,
+  steps, how the run ended (``ended_by``: steps | epochs | clock), tokens, time, throughput, the
+  selected checkpoint,
 * ``pretrain.plots_dir`` — ``loss.csv`` (step, train_loss, lr, tokens_per_s) and
   ``perplexity.csv`` (step, valid_ppl, valid_ppl_fwd, valid_ppl_bwd) for ``dvc plots``,
 
@@ -63,15 +64,17 @@ def _csv(rows: list[dict], columns: list[str]) -> str:
     return buf.getvalue()
 
 
-def _stopped_by(trainer, train, asked) -> str:
-    from lightning.pytorch.callbacks import Timer
+def ended_by(global_step: int, train, asked) -> str:
+    """How the fit ended (elmo/budget.py): ``steps`` (max_steps), ``epochs`` (max_epochs, folded into
+    ``train.max_steps`` by :func:`fit_budget`; ``asked`` is the preset's train params) or ``clock``
+    (max_minutes: Lightning's Timer stopped it before the count; the caller checked interruptions)."""
+    from elmo.budget import CLOCK, EPOCHS, STEPS
 
-    if trainer.global_step >= train.max_steps:
-        return "max_epochs" if train.max_steps < asked.max_steps else "max_steps"
-    timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
-    if timer is not None and timer.time_remaining() is not None and timer.time_remaining() <= 0:
-        return "max_minutes"
-    return "interrupted" if trainer.interrupted else "end"
+    if global_step >= train.max_steps:
+        return EPOCHS if train.max_steps < asked.max_steps else STEPS
+    if train.max_minutes:
+        return CLOCK
+    raise StageError(f"training ended at step {global_step} of {train.max_steps} with no budget reached")
 
 
 @dataclass
@@ -141,7 +144,7 @@ def write_outputs(root: Path, p, model, inputs: Inputs, metrics: dict, sink, fp:
     out_dir = root / p.out_dir
     model.cpu().save(out_dir, vocab_dir=root / p.vocab_dir, meta={
         "preset": p.preset, "fingerprint": fp, "steps": metrics["steps"], "selected": metrics["selected"],
-        "valid_ppl": metrics["valid"]["ppl"], "test_ppl": metrics["test"]["ppl"], "mlflow_run_id": run_id})
+        "valid_ppl": metrics["valid"]["ppl"], "test_ppl": metrics["test"]["ppl"]})  # no run id: what it is only
     plots_dir = root / p.plots_dir
     atomic_write_text(plots_dir / "loss.csv", _csv(sink.train_rows, ["step", "train_loss", "lr", "tokens_per_s"]))
     atomic_write_text(plots_dir / "perplexity.csv",
@@ -152,7 +155,7 @@ def write_outputs(root: Path, p, model, inputs: Inputs, metrics: dict, sink, fp:
                 if isinstance(v, float) and math.isfinite(v)}
         selected = metrics["selected"]
         log_results(flat, step=metrics["steps"],
-                    tags={"elmo.fingerprint": fp, "elmo.preset": p.preset,
+                    tags={"elmo.fingerprint": fp, "elmo.preset": p.preset, "ended_by": metrics["ended_by"],
                           "elmo.selected": f"{selected['from']}@{selected['step']}"},
                     files=[plots_dir / "loss.csv", plots_dir / "perplexity.csv", root / p.metrics,
                            out_dir / "config.json"])
@@ -163,8 +166,9 @@ def run(params, root: Path) -> dict:
     -> select and evaluate the weights -> write outputs -> report."""
     import lightning as L
 
+    from elmo.budget import warn_clock
     from elmo.tracking import client as tracking_client, start_run
-    from elmo.train.callbacks import MetricSink, StepProgress, TrainingLog
+    from elmo.train.callbacks import MetricSink, StepPause, StepProgress, TrainingLog
     from elmo.train.checkpoints import FinalCheckpoint, checkpoint_callbacks, is_primary_process, prepare
     from elmo.train.datamodule import PretrainData
     from elmo.train.module import BiLMTask
@@ -202,7 +206,7 @@ def run(params, root: Path) -> dict:
     log_cb = TrainingLog(sink, t.log_every_steps, t.max_steps)
     periodic, best = checkpoint_callbacks(ckpt_dir, t.checkpoint_every_steps)
     trainer = build_trainer(settings, t, callbacks=[log_cb, StepProgress(t.max_steps, log_cb), periodic, best,
-                                                   FinalCheckpoint(ckpt_dir)], root_dir=str(ckpt_dir))
+                                                   FinalCheckpoint(ckpt_dir), StepPause()], root_dir=str(ckpt_dir))
 
     with contextlib.ExitStack() as stack:
         run_id = None
@@ -224,6 +228,8 @@ def run(params, root: Path) -> dict:
         if trainer.interrupted:
             raise StageError(f"training was interrupted at step {trainer.global_step}; rerun to resume from {ckpt_dir}")
 
+        how = ended_by(trainer.global_step, t, preset.train)
+        warn_clock(log, "pretrain", {"the biLM": how})
         model = task.model.to(settings.device)
         final = final_metrics(model, inputs, t, settings, best, trainer.global_step, sink)
         tokens_per_s = [r["tokens_per_s"] for r in sink.train_rows if r.get("tokens_per_s")]
@@ -232,7 +238,7 @@ def run(params, root: Path) -> dict:
             "parameters": model.num_parameters(),
             "steps": trainer.global_step,
             "epochs": round(trainer.global_step / steps_per_epoch, 3),
-            "stopped_by": _stopped_by(trainer, t, preset.train),
+            "ended_by": how,
             "train_minutes": round(fit_s / 60, 2),
             "tokens_per_s": round(sum(tokens_per_s) / len(tokens_per_s), 1) if tokens_per_s else None,
             "tokens_trained": log_cb.tokens_trained,  # real positions, all processes

@@ -3,12 +3,15 @@
     adapted = adapt_bilm(bilm_dir, token_lists, out_dir, AdaptOptions(...))
 
 The biLM keeps training as a language model, both directions, on the task's train texts (and, if
-asked, the unlabeled dev texts: never a label), for at most ``max_steps`` steps or
-``max_minutes``, with a slanted triangular schedule. Words outside the biLM's vocabulary keep their
-characters on the input side (the char-CNN reads them) and are ``<unk>`` targets, as in
-pretraining. Its output is a biLM directory like ``models/bilm``; ``meta.adapt`` in its
+asked, the unlabeled dev texts: never a label), for ``max_steps`` steps (or, opt-in, until
+``max_minutes`` of wall clock: ``ended_by: clock``), with a slanted triangular schedule. Words
+outside the biLM's vocabulary keep their characters on the input side (the char-CNN reads them)
+and are ``<unk>`` targets, as in pretraining. Its output is a biLM directory like ``models/bilm``; ``meta.adapt`` in its
 config.json records the key it was made for (sha256 of the source biLM's files, the texts and the
 options), so a rerun with the same biLM, texts and options reuses it instead of training again.
+Only what the model is goes there: its timings (``seconds``, ``tokens_per_s``) are in this run's
+:attr:`AdaptResult.info` (the finetune metrics), not in the directory, so the same training gives
+the same bytes on any machine.
 """
 
 from __future__ import annotations
@@ -25,17 +28,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from elmo.budget import CLOCK, STEPS, step_pause
 from elmo.embed.cache import model_fingerprint, tokens_fingerprint
 from elmo.errors import StageError
 from elmo.task.schedule import slanted_triangular
 
-FORMAT = "elmo-ko/adapted-bilm-v1"
+FORMAT = "elmo-ko/adapted-bilm-v2"  # v2: meta.adapt has ended_by, no timings
 
 
 @dataclass(frozen=True)
 class AdaptOptions:
     max_steps: int = 400
-    max_minutes: float = 4.0
+    max_minutes: float | None = None  # opt-in wall clock (None/0: ends by max_steps only)
     batch_tokens: int = 2048  # padded positions per step
     lr: float = 1e-3  # peak of the slanted triangular schedule
     cut_frac: float = 0.1
@@ -189,6 +193,7 @@ def adapt_bilm(bilm_dir: str | Path, token_lists: list[list[str]], out_dir: str 
                 loss.loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, opts.grad_clip)
                 opt.step()
+                step_pause()
                 losses.append(float(loss.loss.detach()))
                 tokens += loss.n_fwd
                 step += 1
@@ -198,17 +203,17 @@ def adapt_bilm(bilm_dir: str | Path, token_lists: list[list[str]], out_dir: str 
     ppl_after = perplexity(bilm, vocab, held) if held else float("nan")
     info = {"key": key, "format": FORMAT, "source_fingerprint": model_fingerprint(bilm_dir),
             "source": read_config(bilm_dir).get("meta", {}), "texts": len(token_lists), "heldout_texts": n_held,
-            "steps": step, "tokens": tokens, "seconds": round(seconds, 2),
-            "tokens_per_s": round(tokens / max(seconds, 1e-9), 1),
+            "steps": step, "ended_by": STEPS if step >= opts.max_steps else CLOCK, "tokens": tokens,
             "heldout_ppl_before": round(ppl_before, 4), "heldout_ppl_after": round(ppl_after, 4),
             "chars_added": added, "options": asdict(opts)}
-    log(f"adapted biLM: {step} steps, {tokens:,} tokens in {seconds:.0f}s ({info['tokens_per_s']} tokens/s); "
+    timing = {"seconds": round(seconds, 2), "tokens_per_s": round(tokens / max(seconds, 1e-9), 1)}
+    log(f"adapted biLM: {step} steps, {tokens:,} tokens in {seconds:.0f}s ({timing['tokens_per_s']} tokens/s); "
         f"held-out task-text perplexity {ppl_before:.1f} -> {ppl_after:.1f}")
     bilm.eval()
     with tempfile.TemporaryDirectory() as tmp:
         vocab_out = vocab.save(Path(tmp) / "vocab") if added else vdir
-        bilm.save(out_dir, vocab_dir=vocab_out, meta={"adapt": info})
-    return AdaptResult(out_dir, False, key, info)
+        bilm.save(out_dir, vocab_dir=vocab_out, meta={"adapt": info})  # no timings: what the model is only
+    return AdaptResult(out_dir, False, key, {**info, **timing})
 
 
 def random_bilm(bilm_dir: str | Path, cache_dir: str | Path, seed: int) -> Path:

@@ -96,6 +96,7 @@ class Experiment:
         self.adapted: Any = None  # AdaptResult, once adapted
         self._tfidf: dict[str, Any] | None = None
         self.trained: dict[str, Trained] = {}
+        self.ended_by: dict[str, str] = {}  # what trained -> how it ended (steps|epochs|early_stop|clock)
         self.log(f"model selection on a held-out slice of train: {len(self.fit_recs)} fit / {len(self.held_recs)} "
                  f"held-out texts (heldout_fraction {self.f.heldout_fraction}); dev ({len(dev_recs)}) is reported once")
 
@@ -125,6 +126,7 @@ class Experiment:
                                 heldout_sentences=a.heldout_sentences,
                                 extend_chars_min_count=a.extend_chars_min_count, seed=self.p.seed)
             self.adapted = adapt_bilm(self.bilm_dir, texts, self.root / a.out_dir, opts, log=self.log)
+            self.ended_by["adapt"] = self.adapted.info["ended_by"]
         return self.adapted
 
     def layers(self, bilm_dir: Path, split: str):
@@ -174,7 +176,7 @@ class Experiment:
         tp, unfreeze = self.f.train, None
         options = dict(batch_size=tp.batch_size, lr=tp.lr, weight_decay=tp.weight_decay, max_epochs=tp.max_epochs,
                        patience=tp.patience, grad_clip=tp.grad_clip, seed=self.p.seed, lr_decay=tp.lr_decay,
-                       max_seconds=tp.max_minutes * 60)
+                       max_seconds=tp.max_minutes * 60 if tp.max_minutes else None)
         if mode in UNFROZEN_MODES:
             from elmo.model import vocab_dir
             from elmo.task.model import BiLMTaskModel
@@ -185,7 +187,8 @@ class Experiment:
             model = BiLMTaskModel(model, BiLM.load(bilm_dir), Vocabulary.load(vocab_dir(bilm_dir)))
             unfreeze = UnfreezePlan(n_groups=len(bilm_layer_groups(model.bilm)), lr=u.lr, factor=u.factor,
                                     bilm_lr_scale=u.bilm_lr_scale, gradual=u.gradual)
-            options.update(lr=u.lr, max_epochs=u.max_epochs, patience=u.patience, max_seconds=u.max_minutes * 60,
+            options.update(lr=u.lr, max_epochs=u.max_epochs, patience=u.patience,
+                           max_seconds=u.max_minutes * 60 if u.max_minutes else None,
                            schedule="stlr", stlr_cut_frac=u.cut_frac, stlr_ratio=u.ratio)
         prefix = "" if name == MAIN else f"compare.{name}."
 
@@ -198,6 +201,7 @@ class Experiment:
                  f"{len(train)} fit / {len(held)} held-out")
         result = fit(model, train, held, self.labels, name=name, unfreeze=unfreeze, on_epoch=on_epoch,
                      log=self.log, **options)
+        self.ended_by[name] = result.ended_by
         dev_probs = predict_proba(model, self.data("dev", mode, bilm_dir))
         dev = probs_metrics(self.y["dev"], dev_probs, self.labels)
         self.log(f"{name}: best held-out macro-F1 {result.best_heldout['macro_f1']:.4f} at epoch {result.best_epoch}"
@@ -237,7 +241,7 @@ class Experiment:
         return {"name": name, "description": description, "macro_f1": t.dev["macro_f1"],
                 "accuracy": t.dev["accuracy"], "heldout_macro_f1": t.fit.best_heldout["macro_f1"],
                 "best_epoch": t.fit.best_epoch, "seconds": t.fit.seconds, "epochs": len(t.fit.history),
-                "out_of_time": t.fit.out_of_time, "is_main": is_main,
+                "ended_by": t.fit.ended_by, "is_main": is_main,
                 "history": [{"epoch": h["epoch"], "heldout_macro_f1": h["heldout_macro_f1"]} for h in t.fit.history]}
 
     def run_all(self) -> dict[str, Any]:

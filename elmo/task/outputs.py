@@ -32,7 +32,7 @@ def save_main_model(exp: Experiment, result: dict[str, Any]) -> None:
                     tokenizer_config=exp.tokenizer.config(), max_tokens=f.max_tokens,
                     bilm_dir=trained.bilm_dir, tfidf=ens["tfidf"] if ens else None,
                     ensemble=ens["ensemble"].to_dict() if ens else None,
-                    meta={"task": f.task.name, "mlflow_run_id": exp.tracker.run_id, "bilm_mode": f.bilm.mode,
+                    meta={"task": f.task.name, "bilm_mode": f.bilm.mode,  # what the model is: no run id, no time
                           "dev_macro_f1": dev["macro_f1"], "best_epoch": main.best_epoch,
                           "heldout_macro_f1": ens["heldout_macro_f1"] if ens else main.best_heldout["macro_f1"],
                           "elmo_alone_dev_macro_f1": trained.dev["macro_f1"]})
@@ -54,8 +54,9 @@ def metrics_doc(exp: Experiment, result: dict[str, Any]) -> dict[str, Any]:
         "ensemble": {**ens["ensemble"].to_dict(), "weights": ens["weights"]} if ens else None,
         "elmo_alone": {"macro_f1": trained.dev["macro_f1"], "accuracy": trained.dev["accuracy"],
                        "heldout_macro_f1": main.best_heldout["macro_f1"]},
-        "best_epoch": main.best_epoch, "epochs": epochs, "stopped_early": main.stopped_early,
-        "out_of_time": main.out_of_time,
+        "best_epoch": main.best_epoch, "epochs": epochs,
+        # how the main model's training ended; "clock" if a clock ended anything this run trained
+        "ended_by": ended_by(exp), "ended_by_each": dict(exp.ended_by),
         "train_seconds": main.seconds, "seconds_per_epoch": main.seconds / max(epochs, 1),
         "bilm_layers_seconds": exp.cache_seconds, "seconds_total": result["seconds_total"],
         "adapt": exp.adapted.info | {"reused": exp.adapted.reused} if exp.adapted is not None else None,
@@ -65,6 +66,14 @@ def metrics_doc(exp: Experiment, result: dict[str, Any]) -> dict[str, Any]:
         metrics["tfidf_lr_macro_f1"] = base["macro_f1"]
         metrics["beats_tfidf_lr"] = dev["macro_f1"] > base["macro_f1"]
     return metrics
+
+
+def ended_by(exp: Experiment) -> str:
+    """The run's one word (elmo/budget.py): ``clock`` when a wall clock ended the adaptation or any
+    task model (the metrics then depend on this machine's speed), else how the main model ended."""
+    from elmo.budget import summary
+
+    return summary(exp.ended_by, MAIN)
 
 
 def write_metrics(exp: Experiment, result: dict[str, Any]) -> None:
@@ -107,6 +116,7 @@ def write_plots(exp: Experiment, result: dict[str, Any]) -> None:
 def track(exp: Experiment, result: dict[str, Any]) -> None:
     """The run's final metrics and the files above, on the tracker."""
     f, dev = exp.f, result["main_dev"]
+    exp.tracker.set_tags({"ended_by": ended_by(exp)})
     exp.tracker.log_metrics({"macro_f1": dev["macro_f1"], "accuracy": dev["accuracy"],
                              "best_epoch": result["main"].fit.best_epoch, "bilm_layers_seconds": exp.cache_seconds,
                              **{f"f1.{lab}": v["f1"] for lab, v in dev["per_class"].items()},
@@ -120,7 +130,7 @@ def report(exp: Experiment, result: dict[str, Any]) -> dict[str, Any]:
     """The stage's JSON report (stdout of `elmo finetune`)."""
     main: Trained = result["main"]
     return {"out_dir": exp.f.out_dir, "bilm_mode": exp.f.bilm.mode, "macro_f1": result["main_dev"]["macro_f1"],
-            "accuracy": result["main_dev"]["accuracy"], "best_epoch": main.fit.best_epoch,
+            "accuracy": result["main_dev"]["accuracy"], "best_epoch": main.fit.best_epoch, "ended_by": ended_by(exp),
             "comparison": {r["name"]: round(r["macro_f1"], 4) for r in result["comparison"]},
             "seconds_total": round(result["seconds_total"], 1)}
 
@@ -135,8 +145,10 @@ def comparison_markdown(rows: list[dict], main_f1: float, out_dir: str, adapt: d
                      f"{r['best_epoch'] if r['best_epoch'] is not None else '-'} | {r['seconds']:.0f} |")
     text = "\n".join(lines) + f"\n\nMain model ({out_dir}): dev macro-F1 {main_f1:.4f}.\n"
     if adapt is not None:
+        took = (f"in {adapt['seconds']:.0f} s ({adapt['tokens_per_s']:,.0f} tokens/s)" if "seconds" in adapt
+                else "(reused from an earlier run)")
         text += (f"The adapted biLM (shared by the adapted rows, not in their seconds): {adapt['steps']} steps, "
-                 f"{adapt['tokens']:,} tokens in {adapt['seconds']:.0f} s ({adapt['tokens_per_s']:,.0f} tokens/s); "
+                 f"{adapt['tokens']:,} tokens {took}; "
                  f"held-out task-text perplexity {adapt['heldout_ppl_before']:.1f} -> "
                  f"{adapt['heldout_ppl_after']:.1f}; {len(adapt['chars_added'])} characters added.\n")
     return text

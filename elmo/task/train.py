@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from elmo.budget import CLOCK, EARLY_STOP, EPOCHS, step_pause
 from elmo.task.metrics import probs_metrics
 from elmo.task.model import TaskModel
 from elmo.task.schedule import UnfreezePlan, bilm_layer_groups, set_trainable, slanted_triangular
@@ -100,7 +101,12 @@ class FitResult:
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
     stopped_early: bool = False  # patience ran out before max_epochs
-    out_of_time: bool = False  # the time budget (max_seconds) ended training before max_epochs
+    out_of_time: bool = False  # the opt-in time budget (max_seconds) ended training before max_epochs
+
+    @property
+    def ended_by(self) -> str:
+        """``early_stop`` | ``clock`` | ``epochs`` (elmo/budget.py)."""
+        return EARLY_STOP if self.stopped_early else CLOCK if self.out_of_time else EPOCHS
 
 
 @dataclass(frozen=True)
@@ -115,7 +121,7 @@ class FitOptions:
     grad_clip: float
     seed: int
     lr_decay: float = 1.0  # plateau schedule: lr x this after an epoch without a better held-out macro-F1
-    max_seconds: float = 0.0  # no epoch starts that would end past it (0 = no limit)
+    max_seconds: float | None = None  # opt-in clock: no epoch starts that would end past it (None/0: none)
     schedule: str = "plateau"  # plateau | stlr (slanted triangular, per step; lr_decay unused)
     stlr_cut_frac: float = 0.1
     stlr_ratio: float = 32.0
@@ -195,6 +201,7 @@ def fit(model: TaskModel, train: TaskData, heldout: TaskData, labels: list[str],
             loss.backward()
             nn.utils.clip_grad_norm_(params, opts.grad_clip)
             opt.step()
+            step_pause()
             step += 1
             total_loss += float(loss.detach()) * len(idx)
             correct += int((logits.argmax(-1) == y).sum())

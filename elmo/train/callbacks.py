@@ -16,6 +16,7 @@ from typing import Any
 import lightning as L
 import torch
 
+from elmo.budget import step_pause
 from elmo.log import get_logger
 
 log = get_logger("pretrain")
@@ -121,6 +122,13 @@ class TrainingLog(L.Callback):
         speed = f", {self.last_tokens_per_s:,.0f} tokens/s" if self.last_tokens_per_s else ""
         log.info(f"step {step}{of}: valid perplexity {m['ppl']:.2f} (forward {m['ppl_fwd']:.2f}, "
                  f"backward {m['ppl_bwd']:.2f}){speed}")
+
+
+class StepPause(L.Callback):
+    """The test hook of elmo/budget.py: sleeps ``$ELMO_STEP_SLEEP_S`` after every step (a slower machine)."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step_pause()
 
 
 class StepProgress(L.Callback):

@@ -30,8 +30,8 @@ class StepBatches:
     ``plan(epoch)`` gives an epoch's batches as arrays of sentence indices; ``collate`` makes a
     :class:`Batch`. Iteration starts at the step ``first_step()`` returns *when the first batch is
     pulled* (Lightning has restored a checkpoint's step by then, and may call ``iter`` early just
-    to check the loader). No ``__len__``: the run ends at max_steps or max_minutes, and epochs are
-    this stream's business (an epoch has ``len(plan(e)) // world`` steps).
+    to check the loader). No ``__len__``: the run ends at max_steps (or the opt-in max_minutes), and
+    epochs are this stream's business (an epoch has ``len(plan(e)) // world`` steps).
     """
 
     def __init__(self, plan: Callable[[int], list[np.ndarray]], collate: Callable[[list[int]], Any], *,

@@ -6,8 +6,9 @@
   (elmo.model.softmax keeps idle adaptive clusters in the graph), so DDP needs no unused-parameter
   search.
 * precision ``auto``: bf16 autocast on a GPU, fp32 on a CPU.
-* the run stops at the first of max_steps, max_epochs and max_minutes (Lightning's Timer, whose
-  clock is kept in the checkpoints, so a resumed run has only what is left of the budget).
+* the run stops at max_steps (max_epochs folded in by the stage) or, only when max_minutes is set
+  (an opt-in: the result then depends on the machine's speed), at that wall clock (Lightning's
+  Timer, whose clock is kept in the checkpoints, so a resumed run has only what is left of it).
 """
 
 from __future__ import annotations
