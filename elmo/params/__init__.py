@@ -28,6 +28,7 @@ from elmo.params.clean import CleanParams
 from elmo.params.crawl import CrawlParams
 from elmo.params.finetune import FinetuneParams
 from elmo.params.flows import FlowsParams
+from elmo.params.guard import OutputCollision, check_params
 from elmo.params.mlflow import MlflowParams
 from elmo.params.paths import OPT_IN, escaping_paths
 from elmo.params.pretrain import PretrainParams
@@ -93,9 +94,12 @@ def parse_params(data: dict[str, Any], path: str | Path = DEFAULT_PARAMS_FILE) -
         escapes = escaping_paths(params)
         if escapes:
             raise ParamsError("\n".join(
-                f"{path}: {key}: {value!r} is {why}: outputs stay inside the workspace (a relative path "
+                f"{path}: {key}: {value!r} {why}: outputs stay inside the workspace (a relative path "
                 f"without '..' above the root); set {OPT_IN}: true to allow it"
                 for key, value, why in escapes))
+    collision = check_params(params)  # an output on an input, a project file or another output
+    if collision:
+        raise OutputCollision(f"{path}: {collision}")
     return params
 
 
@@ -200,7 +204,8 @@ def set_params(path: str | Path, assignments: list[str]) -> Params:
     buf = io.StringIO()
     rt.dump(data, buf)
     params = parse_params(yaml.safe_load(buf.getvalue()), path)
-    atomic_write_text(path, buf.getvalue())
+    # a symlinked params file stays a link: the new text goes to the file it points at
+    atomic_write_text(path.resolve() if path.is_symlink() else path, buf.getvalue())
     return params
 
 

@@ -31,10 +31,10 @@ WorkspacePath = Annotated[str, WORKSPACE_PATH]  # an output path: relative, insi
 
 
 def outside_workspace(value: str) -> str | None:
-    """Why ``value`` would leave the workspace (an absolute path, or ``..`` above the root), else None."""
+    """Why ``value`` would leave the workspace ("is an absolute path", "climbs out ..."), else None."""
     text = value.replace("\\", "/")
     if PurePosixPath(text).is_absolute() or (len(text) > 1 and text[1] == ":") or text.startswith("~"):
-        return "an absolute path"
+        return "is an absolute path"
     depth = 0
     for part in PurePosixPath(text).parts:
         depth += -1 if part == ".." else (0 if part == "." else 1)
