@@ -190,11 +190,13 @@ def params_show(params: str = ParamsOpt) -> None:
 
 @params_app.command("set")
 def params_set(assignments: list[str], params: str = ParamsOpt) -> None:
-    """Set dotted.key=value pairs in params.yaml (validated before writing)."""
+    """Set dotted.key=value pairs in params.yaml (validated, and every output checked against the
+    workspace, before writing)."""
     from elmo.params import ParamsError, set_params
+    from elmo.params.guard import check_stages
 
     try:
-        set_params(params, assignments)
+        set_params(params, assignments, check=lambda p: check_stages(p, Path.cwd(), Path(params).resolve()))
     except ParamsError as err:
         _fail(err)
     typer.echo(f"updated {params}: {' '.join(assignments)}")

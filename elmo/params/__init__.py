@@ -17,6 +17,7 @@ Usage::
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -161,12 +162,12 @@ def load_params(path: str | Path = DEFAULT_PARAMS_FILE) -> Params:
     return parse_params(data, path)
 
 
-def set_params(path: str | Path, assignments: list[str]) -> Params:
+def set_params(path: str | Path, assignments: list[str], check: Callable[[Params], None] | None = None) -> Params:
     """Apply ``dotted.key=value`` assignments (values parsed as YAML) to a params file.
 
-    The result is validated before the file is rewritten (atomically), so a bad assignment leaves
-    the file unchanged. Everything else in the file — comments, order, quoting — stays as it was
-    (a ruamel.yaml round trip).
+    The result is validated (and given to ``check``, e.g. the output guard on the filesystem) before
+    the file is rewritten (atomically), so a bad assignment leaves the file unchanged. Everything else
+    in the file — comments, order, quoting — stays as it was (a ruamel.yaml round trip).
     """
     import io
 
@@ -204,6 +205,8 @@ def set_params(path: str | Path, assignments: list[str]) -> Params:
     buf = io.StringIO()
     rt.dump(data, buf)
     params = parse_params(yaml.safe_load(buf.getvalue()), path)
+    if check is not None:
+        check(params)
     # a symlinked params file stays a link: the new text goes to the file it points at
     atomic_write_text(path.resolve() if path.is_symlink() else path, buf.getvalue())
     return params

@@ -256,6 +256,12 @@ def check_stage(stage: str, params: Any, root: Path, params_file: str | Path | N
                   stage_of=stage_of, own=own)
 
 
+def check_stages(params: Any, root: Path, params_file: str | Path | None = None) -> None:
+    """:func:`check_stage` for every stage (what ``elmo params set`` checks before writing)."""
+    for stage in STAGES:
+        check_stage(stage, params, root, params_file)
+
+
 def check_replace(command: str, out: Use, root: Path, *, force: bool, ours: Callable[[Path], bool]) -> None:
     """Refuse to replace an existing file at ``out`` that ``ours`` does not recognise as this command's
     previous output, unless ``force`` (``-o`` onto someone's file needs ``--force``)."""
@@ -267,4 +273,4 @@ def check_replace(command: str, out: Use, root: Path, *, force: bool, ours: Call
 
 
 __all__ = ["OutputCollision", "Use", "PROTECTED", "STAGES", "stage_uses", "check_params", "check_command",
-           "check_stage", "check_replace"]
+           "check_stage", "check_stages", "check_replace"]
