@@ -96,17 +96,19 @@ def embed(
     from elmo.errors import USER_ERRORS
 
     try:
-        from elmo.embed.elmo import Elmo, embed_file, written_by_embed
         from elmo.params import load_params
         from elmo.params.guard import Use, check_command, check_replace
-        from elmo.text import Tokenizer
 
         p = load_params(params)
         dest = out or file.with_name(file.name + ".elmo.npz")
         uses = [Use("FILE", str(file)), Use("--out", str(dest), "file")]
         if not model.startswith(("models:/", "runs:/")):  # a registry URI is no local path
             uses.append(Use("--model", model))
-        check_command("embed", uses, Path.cwd(), Path(params).resolve())
+        check_command("embed", uses, Path.cwd(), Path(params).resolve())  # before torch is even imported
+
+        from elmo.embed.elmo import Elmo, embed_file, written_by_embed
+        from elmo.text import Tokenizer
+
         check_replace("embed", uses[1], Path.cwd(), force=force, ours=written_by_embed)
         elmo = Elmo.load(model, tokenizer=Tokenizer.from_params(p.tokenize))
         report = embed_file(elmo, file, dest, layers=not mixed)
