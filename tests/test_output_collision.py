@@ -271,3 +271,16 @@ def test_collision_check_command_is_the_function_for_any_writer(tmp_path: Path) 
     with pytest.raises(OutputCollision, match="the same file as dvc.lock"):
         check_command("rollback", [Use("--state", "dvc.lock", "file")], tmp_path)
     check_command("rollback", [Use("--from", "in"), Use("--state", ".elmo/s.json", "file")], tmp_path)
+
+
+def test_collision_an_output_that_links_into_the_dvc_cache_is_no_collision(tmp_path: Path) -> None:
+    """With DVC's symlink cache an output is a link into .dvc/cache; writing it replaces the link only."""
+    cached = tmp_path / ".dvc/cache/files/md5/ab/cdef"
+    cached.parent.mkdir(parents=True)
+    cached.write_text("{}")
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics/clean.json").symlink_to(cached)
+    check_command("clean", [Use("clean.metrics", "metrics/clean.json", "file")], tmp_path)
+    (tmp_path / "state").symlink_to(tmp_path / ".dvc")  # a directory reached through a link still is .dvc
+    with pytest.raises(OutputCollision, match=r"clean.metrics 'state/x.json' lies inside .dvc"):
+        check_command("clean", [Use("clean.metrics", "state/x.json", "file")], tmp_path)

@@ -151,7 +151,7 @@ def _first_collision(uses: list[Use], where, protected: list[tuple[str, tuple[st
     """The first collision of an output among ``uses`` (placed by ``where``; only the outputs in ``own``
     when given), as one sentence, or None. Inputs first, then the protected files, then other outputs;
     the keys in ``first`` (those changed from their defaults: what the user just set) lead."""
-    placed = sorted(((u, p) for u in uses if (p := where(u.path)) is not None), key=lambda up: up[0].key not in first)
+    placed = sorted(((u, p) for u in uses if (p := where(u)) is not None), key=lambda up: up[0].key not in first)
     subjects = [(u, p) for u, p in placed if u.output and (own is None or u.key in own)]
     for out, o in subjects:
         for other, p in placed:
@@ -189,7 +189,7 @@ def check_params(params: Any) -> str | None:
     defaults = {u.key: u.path for u in _stage_map(_defaults(type(params)), STAGES)[0]}
     changed = {u.key for u in uses if defaults.get(u.key) != u.path}
     protected = [(name, (name,)) for name in PROTECTED]
-    return _first_collision(uses, _written, protected, stage_of, first=changed)
+    return _first_collision(uses, lambda u: _written(u.path), protected, stage_of, first=changed)
 
 
 @functools.cache
@@ -200,10 +200,16 @@ def _defaults(model: type) -> Any:
 # --- on the filesystem, before a command runs ---------------------------------------------------
 
 def _resolved(root: Path):
-    def where(path: str) -> tuple[str, ...] | None:
+    """Where a use lands on the disk: an input, or a directory written into, with every symlink
+    resolved; a file (or a directory replaced whole) at a link replaces the link, not its target, so
+    only its parent is resolved (an output that is a link into DVC's cache is no collision)."""
+    def where(u: Use) -> tuple[str, ...] | None:
         try:
-            p = Path(path).expanduser()
-            return (p if p.is_absolute() else root / p).resolve().parts
+            p = Path(u.path).expanduser()
+            p = p if p.is_absolute() else root / p
+            if u.output and p.is_symlink() and not p.is_dir():
+                return (p.parent.resolve() / p.name).parts
+            return p.resolve().parts
         except (OSError, ValueError, RuntimeError):  # a NUL byte, a symlink loop: the stage reports it
             return None
     return where
@@ -234,9 +240,11 @@ def check_command(command: str, uses: list[Use], root: Path, params_file: str | 
     commands' outputs, which its outputs must not overlap either."""
     root = Path(root).resolve()
     where = _resolved(root)
-    protected = [(name, where(name)) for name in PROTECTED]
+    named = [(name, name) for name in PROTECTED]
     if params_file is not None:
-        protected.append((f"the params file {str(params_file)!r}", where(str(params_file))))
+        named.append((f"the params file {str(params_file)!r}", str(params_file)))
+    # a protected path that is a link: neither the link nor what it points at
+    protected = [(label, p) for label, path in named for kind in ("in", "file") if (p := where(Use(label, path, kind)))]
     stage_of = stage_of if stage_of is not None else {u.key: {command} for u in uses}
     why = _first_collision(uses, where, protected, stage_of, own)
     if why is None:
