@@ -16,7 +16,7 @@ Two passes, both before anything is touched: :func:`check_params` on the paths a
 so ``a/../.git`` is ``.git``) when params.yaml is validated, so ``elmo params set`` refuses before
 rewriting the file and every command refuses a bad file; and :func:`check_stage` / :func:`check_command`
 on the filesystem just before a command runs (symlinks resolved, absolute sources, the params file in
-use, what already exists at each output). Leaf module: standard library and elmo.sources only.
+use, what already exists at each output). Standard library only (and elmo.sources, elmo.params.base).
 """
 
 from __future__ import annotations
