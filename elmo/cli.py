@@ -41,14 +41,18 @@ def _fail(err: BaseException) -> None:
 
 
 def run_stage(name: str, params_file: str = DEFAULT_PARAMS_FILE, root: Path | None = None) -> dict:
-    """Load params, run ``elmo.stages.<name>.run`` and return its report (the one entry point)."""
+    """Load params, check its outputs (elmo/params/guard.py), run ``elmo.stages.<name>.run`` and return
+    its report (the one entry point)."""
     from elmo.log import configure
     from elmo.params import load_params
+    from elmo.params.guard import check_stage
 
     configure()
     params = load_params(params_file)
+    root = Path(root or Path.cwd())
+    check_stage(name, params, root, Path(params_file).resolve())  # before anything is read or written
     module = importlib.import_module(f"elmo.stages.{name}")
-    return module.run(params, Path(root or Path.cwd()))
+    return module.run(params, root)
 
 
 def _stage_command(name: str, help_text: str) -> None:
@@ -103,18 +107,32 @@ def embed(
     out: Path = typer.Option(None, "--out", "-o", help="output .npz (default: FILE.elmo.npz)"),
     model: str = typer.Option("models/bilm", "--model", "-m", help="biLM directory or registry URI"),
     mixed: bool = typer.Option(False, "--mixed", help="write the average of the layers instead of every layer"),
+    force: bool = typer.Option(False, "--force", help="replace an existing --out file that elmo embed did not write"),
     params: str = ParamsOpt,
 ) -> None:
-    """Write ELMo vectors for each non-empty line of a UTF-8 text file (an .npz, see elmo/embed/elmo.py)."""
+    """Write ELMo vectors for each non-empty line of a UTF-8 text file (an .npz, see elmo/embed/elmo.py).
+
+    --out never lands on FILE, the biLM, params.yaml, dvc.yaml, dvc.lock, .git or .dvc, never replaces a
+    directory, and replaces an existing file only if embed wrote it (or with --force)."""
     from elmo.errors import USER_ERRORS
 
     try:
-        from elmo.embed.elmo import Elmo, embed_file
         from elmo.params import load_params
+        from elmo.params.guard import Use, check_command, check_replace
+
+        p = load_params(params)
+        dest = out or file.with_name(file.name + ".elmo.npz")
+        uses = [Use("FILE", str(file)), Use("--out", str(dest), "file")]
+        if not model.startswith(("models:/", "runs:/")):  # a registry URI is no local path
+            uses.append(Use("--model", model))
+        check_command("embed", uses, Path.cwd(), Path(params).resolve())  # before torch is even imported
+
+        from elmo.embed.elmo import Elmo, embed_file, written_by_embed
         from elmo.text import Tokenizer
 
-        elmo = Elmo.load(model, tokenizer=Tokenizer.from_params(load_params(params).tokenize))
-        report = embed_file(elmo, file, out or file.with_name(file.name + ".elmo.npz"), layers=not mixed)
+        check_replace("embed", uses[1], Path.cwd(), force=force, ours=written_by_embed)
+        elmo = Elmo.load(model, tokenizer=Tokenizer.from_params(p.tokenize))
+        report = embed_file(elmo, file, dest, layers=not mixed)
     except (*USER_ERRORS, ValueError) as err:
         _fail(err)
     typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
@@ -195,11 +213,13 @@ def params_show(params: str = ParamsOpt) -> None:
 
 @params_app.command("set")
 def params_set(assignments: list[str], params: str = ParamsOpt) -> None:
-    """Set dotted.key=value pairs in params.yaml (validated before writing)."""
+    """Set dotted.key=value pairs in params.yaml (validated, and every output checked against the
+    workspace, before writing)."""
     from elmo.params import ParamsError, set_params
+    from elmo.params.guard import check_stages
 
     try:
-        set_params(params, assignments)
+        set_params(params, assignments, check=lambda p: check_stages(p, Path.cwd(), Path(params).resolve()))
     except ParamsError as err:
         _fail(err)
     typer.echo(f"updated {params}: {' '.join(assignments)}")

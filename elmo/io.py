@@ -15,13 +15,24 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from elmo.errors import StageError
+
+
+def _refuse_kind_change(path: Path, new: Path) -> None:
+    if new.is_dir() and not path.is_dir() and (path.exists() or path.is_symlink()):
+        raise StageError(f"{path}: an existing file; refusing to replace it with a directory (nothing was changed)")
+    if not new.is_dir() and path.is_dir() and not path.is_symlink():
+        raise StageError(f"{path}: an existing directory; refusing to replace it with a file (nothing was changed)")
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path, *, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it onto ``path``.
 
     Works for files and directories (whatever the body creates at the yielded path). On error the
-    temporary is removed and ``path`` is untouched.
+    temporary is removed and ``path`` is untouched. A directory output replaces the directory at
+    ``path`` (its previous version) and a file a file, never one the other: that is a
+    :class:`StageError` and ``path`` is left as it is (elmo/params/guard.py refuses it before a stage runs).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -34,8 +45,9 @@ def atomic_path(path: str | Path, *, suffix: str = "") -> Iterator[Path]:
         if tmp_path.is_file():
             with open(tmp_path, "rb") as fh:
                 os.fsync(fh.fileno())
+        _refuse_kind_change(path, tmp_path)
         if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
+            shutil.rmtree(path)  # the previous version of this directory output
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():

@@ -2,10 +2,12 @@
 
 Seeded and bounded (a few hundred cases, seconds): random bytes, truncations, byte flips and values of
 the wrong type. Every case must end with exit status 0 or 2 (one ``error:`` line), never an exception.
+Output paths set onto an input or another output must end with 2 and leave every file as it was.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from pathlib import Path
@@ -16,6 +18,8 @@ from typer.testing import CliRunner
 
 from elmo.cli import app
 from elmo.errors import USER_ERRORS
+from elmo.params import load_params
+from elmo.params.guard import STAGES, Use, stage_uses
 from elmo.task.data import read_records
 
 SEED = 20261202
@@ -116,7 +120,7 @@ def test_fetch_task_cli_on_hostile_files(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "src").mkdir()
     codes = []
-    for i in range(24):
+    for i in range(20):
         fmt = ["json", "jsonl", "csv", "tsv"][i % 4]
         (tmp_path / "src" / f"train.{fmt}").write_bytes(_dataset(fmt))
         (tmp_path / "src" / f"dev.{fmt}").write_bytes(_mutate(_dataset(fmt), rng))
@@ -126,3 +130,70 @@ def test_fetch_task_cli_on_hostile_files(tmp_path: Path, monkeypatch) -> None:
         (tmp_path / "params.yaml").write_text(yaml.safe_dump({"finetune": {"task": task}}, allow_unicode=True))
         codes.append(_cli_is_clean("fetch_task"))
     assert 0 in codes and 2 in codes
+
+
+# --- output-path collisions (elmo/params/guard.py) -----------------------------------------------
+
+def _tree(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+            for p in sorted(root.rglob("*"))}
+
+
+def _collidable_pairs(params) -> list[tuple[Use, Use, set[str]]]:
+    """Pairs that must never be equal or nested: two outputs, or an output and an input of its stage."""
+    uses: dict[str, Use] = {}
+    stages: dict[str, set[str]] = {}
+    for stage in STAGES:
+        for u in stage_uses(params, stage):
+            if "[" not in u.key:  # code_paths[i]: not a dotted key `params set` can reach
+                uses.setdefault(u.key, u)
+                stages.setdefault(u.key, set()).add(stage)
+    pairs = []
+    for a in uses.values():
+        for b in uses.values():
+            if a.key < b.key and (a.output or b.output) and (a.output and b.output or stages[a.key] & stages[b.key]):
+                pairs.append((a, b, (stages[a.key] | stages[b.key]) - {"rollback"}))
+    return pairs
+
+
+def _value(key: str, path: str) -> str:
+    return f"sqlite:///{path}" if key == "mlflow.tracking_uri" else path
+
+
+def test_output_path_collisions_are_refused_and_change_nothing(tmp_path: Path, repo_root: Path, monkeypatch) -> None:
+    """Seeded pairs of the stages' path params set equal or nested (as written, or absolute so only the
+    filesystem check sees it): `params set` and the stage both exit 2, nothing traced back, no file changed."""
+    rng = random.Random(f"{SEED}-collision")
+    monkeypatch.chdir(tmp_path)
+    for name in ("params.yaml", "dvc.yaml"):
+        (tmp_path / name).write_bytes((repo_root / name).read_bytes())
+    (tmp_path / "data/raw/petitions").mkdir(parents=True)
+    (tmp_path / "data/raw/petitions/petitions_2019-04").write_text("{}\n")
+    real = yaml.safe_load((repo_root / "params.yaml").read_text(encoding="utf-8"))
+    pairs = _collidable_pairs(load_params(repo_root / "params.yaml"))
+    for i in range(20):
+        a, b, stages = rng.choice(pairs)
+        if rng.random() < 0.5:
+            a, b = b, a  # a is the one changed
+        path = {0: b.path, 1: f"{b.path}/sub", 2: str(Path(b.path).parent) if "/" in b.path else "."}[i % 3]
+        absolute = i % 4 == 3
+        if absolute:
+            path = str(tmp_path / path)
+        (tmp_path / "params.yaml").write_bytes((repo_root / "params.yaml").read_bytes())
+        before = _tree(tmp_path)
+        args = [f"{a.key}={_value(a.key, path)}"] + (["allow_paths_outside_workspace=true"] if absolute else [])
+        assert _cli_is_clean("params", "set", *args) == 2, (a, b, path)
+        assert _tree(tmp_path) == before, (a, b, path)
+        data = json.loads(json.dumps(real))
+        node = data
+        *parents, last = a.key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = _value(a.key, path)
+        data["allow_paths_outside_workspace"] = absolute
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+        before = _tree(tmp_path)
+        stage = sorted(stages)[0] if stages else None
+        assert _cli_is_clean(*([stage] if stage else ["params", "show"])) == 2, (stage, a, b, path)
+        assert _tree(tmp_path) == before, (stage, a, b, path)
+    (tmp_path / "params.yaml").write_bytes((repo_root / "params.yaml").read_bytes())

@@ -49,6 +49,7 @@ def random_data(tmp_path_factory) -> Path:
 def tiny_params(data: Path, db: Path, *, model: dict | None = None, train: dict | None = None, **pretrain):
     return parse_params({
         "seed": 7,
+        "allow_paths_outside_workspace": True,  # the artifacts beside the test's database
         "mlflow": {"tracking_uri": f"sqlite:///{db}", "artifact_root": str(db.parent / "artifacts"),
                    "experiment": "test-pretrain"},
         "pretrain": {

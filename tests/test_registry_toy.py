@@ -147,6 +147,7 @@ def register_params(registry: Path, model: dict | None = None) -> dict:
     }
     spec.update(model or {})
     return {
+        "allow_paths_outside_workspace": True,  # the shared registry's artifacts live outside the workspace
         "mlflow": {"tracking_uri": f"sqlite:///{registry / 'mlflow.db'}",
                    "artifact_root": str(registry / "artifacts"), "experiment": "toy"},
         "register": {

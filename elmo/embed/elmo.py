@@ -159,6 +159,20 @@ class Elmo:
         return EmbedOutput(tokens=tokens, layers=layers, mixed=mixed)  # type: ignore[arg-type]
 
 
+EMBED_ARRAYS = ("tokens.npy", "offsets.npy", "line_numbers.npy")  # in every .npz embed_file writes
+
+
+def written_by_embed(path: Path) -> bool:
+    """Whether ``path`` looks like an earlier :func:`embed_file` output (an .npz with its arrays)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            return set(EMBED_ARRAYS) <= set(z.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
 def embed_file(elmo: Elmo, src: Path, dest: Path, *, layers: bool = True, progress: bool = True) -> dict:
     """Embed each non-empty line of a UTF-8 text file; write an .npz (no pickle) atomically.
 

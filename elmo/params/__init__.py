@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from elmo.params.clean import CleanParams
 from elmo.params.crawl import CrawlParams
 from elmo.params.finetune import FinetuneParams
 from elmo.params.flows import FlowsParams
+from elmo.params.guard import OutputCollision, check_params
 from elmo.params.mlflow import MlflowParams
 from elmo.params.paths import OPT_IN, escaping_paths
 from elmo.params.pretrain import PretrainParams
@@ -99,9 +101,12 @@ def parse_params(data: dict[str, Any], path: str | Path = DEFAULT_PARAMS_FILE) -
         escapes = escaping_paths(params)
         if escapes:
             raise ParamsError("\n".join(
-                f"{path}: {key}: {value!r} is {why}: outputs stay inside the workspace (a relative path "
+                f"{path}: {key}: {value!r} {why}: outputs stay inside the workspace (a relative path "
                 f"without '..' above the root); set {OPT_IN}: true to allow it"
                 for key, value, why in escapes))
+    collision = check_params(params)  # an output on an input, a project file or another output
+    if collision:
+        raise OutputCollision(f"{path}: {collision}")
     return params
 
 
@@ -187,12 +192,12 @@ def load_params(path: str | Path = DEFAULT_PARAMS_FILE) -> Params:
     return parse_params(data, path)
 
 
-def set_params(path: str | Path, assignments: list[str]) -> Params:
+def set_params(path: str | Path, assignments: list[str], check: Callable[[Params], None] | None = None) -> Params:
     """Apply ``dotted.key=value`` assignments (values parsed as YAML) to a params file.
 
-    The result is validated before the file is rewritten (atomically), so a bad assignment leaves
-    the file unchanged. Everything else in the file — comments, order, quoting — stays as it was
-    (a ruamel.yaml round trip).
+    The result is validated (and given to ``check``, e.g. the output guard on the filesystem) before
+    the file is rewritten (atomically), so a bad assignment leaves the file unchanged. Everything else
+    in the file — comments, order, quoting — stays as it was (a ruamel.yaml round trip).
     """
     import io
 
@@ -230,7 +235,10 @@ def set_params(path: str | Path, assignments: list[str]) -> Params:
     buf = io.StringIO()
     rt.dump(data, buf)
     params = parse_params(yaml.safe_load(buf.getvalue()), path)
-    atomic_write_text(path, buf.getvalue())
+    if check is not None:
+        check(params)
+    # a symlinked params file stays a link: the new text goes to the file it points at
+    atomic_write_text(path.resolve() if path.is_symlink() else path, buf.getvalue())
     return params
 
 

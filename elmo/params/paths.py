@@ -31,10 +31,10 @@ WorkspacePath = Annotated[str, WORKSPACE_PATH]  # an output path: relative, insi
 
 
 def outside_workspace(value: str) -> str | None:
-    """Why ``value`` would leave the workspace (an absolute path, or ``..`` above the root), else None."""
+    """Why ``value`` would leave the workspace ("is an absolute path", "climbs out ..."), else None."""
     text = value.replace("\\", "/")
     if PurePosixPath(text).is_absolute() or (len(text) > 1 and text[1] == ":") or text.startswith("~"):
-        return "an absolute path"
+        return "is an absolute path"
     depth = 0
     for part in PurePosixPath(text).parts:
         depth += -1 if part == ".." else (0 if part == "." else 1)
@@ -62,20 +62,23 @@ def _is_workspace_path(field) -> bool:
     return any(m is WORKSPACE_PATH for m in field.metadata) or _marked(field.annotation)
 
 
-def escaping_paths(model: BaseModel, prefix: str = "") -> list[tuple[str, str, str]]:
-    """(dotted key, value, why) of every :data:`WorkspacePath` field under ``model`` that escapes."""
-    found: list[tuple[str, str, str]] = []
+def workspace_paths(model: BaseModel, prefix: str = "") -> list[tuple[str, str]]:
+    """(dotted key, value) of every :data:`WorkspacePath` field under ``model`` that is set."""
+    found: list[tuple[str, str]] = []
     for name, field in type(model).model_fields.items():
         value: Any = getattr(model, name)
         key = f"{prefix}{name}"
         if isinstance(value, BaseModel):
-            found += escaping_paths(value, key + ".")
+            found += workspace_paths(value, key + ".")
         elif isinstance(value, dict):
             for k, v in value.items():
                 if isinstance(v, BaseModel):
-                    found += escaping_paths(v, f"{key}.{k}.")
+                    found += workspace_paths(v, f"{key}.{k}.")
         elif isinstance(value, str) and _is_workspace_path(field):
-            why = outside_workspace(value)
-            if why:
-                found.append((key, value, why))
+            found.append((key, value))
     return found
+
+
+def escaping_paths(model: BaseModel) -> list[tuple[str, str, str]]:
+    """(dotted key, value, why) of every :data:`WorkspacePath` field under ``model`` that escapes."""
+    return [(key, value, why) for key, value in workspace_paths(model) if (why := outside_workspace(value))]
