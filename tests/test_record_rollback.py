@@ -60,6 +60,7 @@ def scheduled_runs(tmp_path_factory, repo_root: Path, shared_data: Path):
     params = tiny_params(repo_root, archive, base / "task", months=None)
     params["mlflow"].update(tracking_uri=f"sqlite:///{registry / 'mlflow.db'}",
                             artifact_root=str(registry / "artifacts"))
+    params["allow_paths_outside_workspace"] = True  # the shared registry lives beside the clones
     # the biLM's deciding metric: the tokens it was trained on, so that run 2 (one more month) is a
     # certain champion move; perplexities of 60-step models would make the move a coin toss
     params["register"]["models"]["bilm"].update(metric="train_split_tokens", higher_is_better=True)
