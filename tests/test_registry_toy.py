@@ -129,7 +129,7 @@ stages:
     deps:
       - ${register.models.toy.model_dir}
       - ${register.models.toy.metrics_file}
-    outs:
+    metrics:
       - ${register.report}:
           cache: false
 '''
