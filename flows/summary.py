@@ -87,12 +87,11 @@ def registry_markdown(report: dict[str, Any] | None, results: list[dict[str, Any
     alias = report.get("alias", "champion")
     ran = any(r["stage"] == "register" and r["outcome"] == "ran" for r in results)
     lines = [] if ran else ["_register did not run this time; its last report:_", ""]
-    lines += [f"| model | registered | version | {alias} | moved | source run |", "|---|---|---:|---:|---|---|"]
+    lines += [f"| model | registered | version | {alias} | moved |", "|---|---|---:|---:|---|"]
     for key, m in report["models"].items():
         version = f"v{m.get('version')}" + (" (new)" if m.get("new") else " (existing)")
         champ = f"v{m['champion']}" if m.get("champion") is not None else "—"
-        run = f"`{m['run_id'][:12]}`" if m.get("run_id") else "—"
-        lines.append(f"| {_cell(key)} | {_cell(m.get('name'))} | {version} | {champ} | {_moved(m)} | {run} |")
+        lines.append(f"| {_cell(key)} | {_cell(m.get('name'))} | {version} | {champ} | {_moved(m)} |")
     return "\n".join(lines)
 
 

@@ -169,9 +169,9 @@ def test_summary_shows_each_models_champion_and_what_moved(tmp_path: Path) -> No
     assert summary.registry(params, tmp_path) is None
     report = {"alias": "champion", "git_commit": "c0ffee", "models": {
         "bilm": {"name": "elmo-bilm", "version": 2, "new": False, "promoted": False, "champion": 2,
-                 "previous_champion": 2, "run_id": "0123456789abcdef"},
+                 "previous_champion": 2},
         "ynat": {"name": "elmo-ynat", "version": 4, "new": True, "promoted": True, "champion": 4,
-                 "previous_champion": 3, "run_id": "fedcba9876543210"}}}
+                 "previous_champion": 3}}}
     (tmp_path / "metrics").mkdir()
     (tmp_path / params.register.report).write_text(json.dumps(report))
     assert summary.registry(params, tmp_path) == report
@@ -179,8 +179,8 @@ def test_summary_shows_each_models_champion_and_what_moved(tmp_path: Path) -> No
     md = summary.render(root=tmp_path, flow_run_name="r", started=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
                         seconds=1.0, results=ran, error=None, metrics_diff={}, metrics_note=None, runs=[],
                         registry=summary.registry(params, tmp_path))
-    assert "| bilm | elmo-bilm | v2 (existing) | v2 | no | `0123456789ab` |" in md
-    assert "| ynat | elmo-ynat | v4 (new) | v4 | **v3 → v4** | `fedcba987654` |" in md
+    assert "| bilm | elmo-bilm | v2 (existing) | v2 | no |" in md
+    assert "| ynat | elmo-ynat | v4 (new) | v4 | **v3 → v4** |" in md
     assert "did not run this time" not in md
     first = {"models": {"ynat": {**report["models"]["ynat"], "version": 1, "champion": 1, "previous_champion": None}}}
     cached = [{**ran[0], "outcome": "cached"}]

@@ -181,9 +181,10 @@ def entry(c: Candidate, v: store.Version, *, new: bool, promoted: bool, champion
           previous: int | None, reason: str) -> dict[str, Any]:
     """What the report (``register.report``, a DVC metrics file the pipeline summary shows) says of
     one model: the version registered or found, the champion after this run, whether it moved here
-    and from which version (``previous_champion``: the champion before this run), its source run."""
+    and from which version (``previous_champion``: the champion before this run). No run ids: the
+    registry has the version's source run, and the report stays the same for the same models."""
     return {"name": c.spec.name, "version": v.version, "new": new, "model_md5": c.model_md5,
-            "metric": c.spec.metric, "value": c.value, "ended_by": c.ended_by, "run_id": v.run_id,
+            "metric": c.spec.metric, "value": c.value, "ended_by": c.ended_by,
             "promoted": promoted, "champion": champion, "previous_champion": previous, "reason": reason}
 
 
