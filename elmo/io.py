@@ -81,6 +81,23 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def sha256_dir(path: str | Path) -> str:
+    """One content hash of a directory: sha256 over its files' relative POSIX paths, in sorted order,
+    each with the file's sha256. Names and bytes only (not times, permissions or where it lives), so
+    the same model directory hashes the same in any workspace: the MLflow training run of a model
+    is tagged with it (elmo/tracking.py), and register finds that run by it."""
+    import hashlib
+
+    root = Path(path)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: not a directory")
+    files = sorted((f.relative_to(root).as_posix(), f) for f in root.rglob("*") if f.is_file())
+    h = hashlib.sha256()
+    for rel, f in files:
+        h.update(f"{rel}\0{sha256_file(f)}\n".encode())
+    return h.hexdigest()
+
+
 def canonical_safetensors(path: str | Path) -> None:
     """Rewrite a .safetensors file's header canonically, in place (the file must not be in use).
 

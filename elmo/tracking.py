@@ -183,3 +183,44 @@ def registry_client(p: MlflowParams, root: Path, *, create: bool = True):
     configure(p, root)
     uri = resolve_tracking_uri(p, root)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+# --- the run that trained a model ---------------------------------------------------------------
+# A training stage (pretrain, finetune) tags its run, at the end, with the content hash of the model
+# directory it wrote (elmo.io.sha256_dir); register finds the run by the same hash of the workspace's
+# model directory and logs the registered model into it, so a version's source run is its training run.
+MODEL_TAG = "elmo.model_sha256"
+
+
+def tag_trained_model(model_dir: Path) -> str:
+    """Tag the active run as the one that trained ``model_dir`` (call it after the model is written)."""
+    import mlflow
+
+    from elmo.io import sha256_dir
+
+    digest = sha256_dir(model_dir)
+    mlflow.set_tag(MODEL_TAG, digest)
+    return digest
+
+
+def find_training_run(client, experiment_id: str, digest: str):
+    """The newest FINISHED run of the experiment tagged as having trained a model with this hash, or None."""
+    found = client.search_runs([experiment_id],
+                               filter_string=f"tags.`{MODEL_TAG}` = '{digest}' and attributes.status = 'FINISHED'",
+                               order_by=["attributes.start_time DESC"], max_results=1)
+    return found[0] if found else None
+
+
+@contextlib.contextmanager
+def reopened_run(client, run_id: str) -> Iterator[Any]:
+    """Make a finished run the active one again (to log into it); on exit, whatever happened inside,
+    it gets back the status and end time it had, so reopening never fails or lengthens a run."""
+    import mlflow
+
+    before = client.get_run(run_id).info
+    run = mlflow.start_run(run_id=run_id)
+    try:
+        yield run
+    finally:
+        mlflow.end_run()
+        client.set_terminated(run_id, status=before.status, end_time=before.end_time)

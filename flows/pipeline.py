@@ -145,6 +145,7 @@ def _publish(workspace, params, started, seconds, results, error, log, record=No
             root=workspace, flow_run_name=flow_run.get_name() or "local", started=started, seconds=seconds,
             results=results, error=None if error is None else str(error), metrics_diff=diff,
             metrics_note=note, runs=runs, runs_note=runs_note, record=record,
+            registry=summary.registry(params, workspace),
         )
         summary.publish(md, runs, failed=error is not None)
     except Exception:

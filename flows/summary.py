@@ -1,9 +1,10 @@
 """Every pipeline run's artifacts: a markdown summary and links to the MLflow runs.
 
-The summary has what each stage did (cached / ran / failed / not run, seconds, cache key), and
-every DVC metric of the workspace beside its value at git HEAD — the clean report, perplexities,
-macro-F1 and the registry's champion, whatever files dvc.yaml declares as metrics — so a change
-is visible at a glance. MLflow links point at the runs this flow run started (or, when every stage
+The summary has what each stage did (cached / ran / failed / not run, seconds, cache key), each
+registered model's champion and what moved (register's report, ``register.report``), and every DVC
+metric of the workspace beside its value at git HEAD — the clean report, perplexities, macro-F1,
+the register report, whatever files dvc.yaml declares as metrics — so a change is visible at a
+glance. MLflow links point at the runs this flow run started (or, when every stage
 was cached, at the latest run of each stage).
 """
 
@@ -60,6 +61,40 @@ def metrics_markdown(diff: dict[str, dict[str, dict[str, Any]]]) -> str:
     return "\n".join(parts).rstrip()
 
 
+def registry(params: Params, root: Path) -> dict[str, Any] | None:
+    """register's report (``register.report``: per model the version, the champion, what moved), or
+    None where register has not written one yet (or it is not readable JSON)."""
+    import json
+
+    try:
+        report = json.loads((root / params.register.report).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return report if isinstance(report, dict) and isinstance(report.get("models"), dict) else None
+
+
+def _moved(m: dict[str, Any]) -> str:
+    before, after = m.get("previous_champion"), m.get("champion")
+    if m.get("promoted"):
+        return f"**v{before} → v{after}**" if before is not None else f"**→ v{after}** (first)"
+    return "no" if after is not None else "no champion"
+
+
+def registry_markdown(report: dict[str, Any] | None, results: list[dict[str, Any]]) -> str:
+    """One row per registered model: the version registered (or found), the champion, whether it moved."""
+    if report is None:
+        return "_Nothing registered yet._"
+    alias = report.get("alias", "champion")
+    ran = any(r["stage"] == "register" and r["outcome"] == "ran" for r in results)
+    lines = [] if ran else ["_register did not run this time; its last report:_", ""]
+    lines += [f"| model | registered | version | {alias} | moved |", "|---|---|---:|---:|---|"]
+    for key, m in report["models"].items():
+        version = f"v{m.get('version')}" + (" (new)" if m.get("new") else " (existing)")
+        champ = f"v{m['champion']}" if m.get("champion") is not None else "—"
+        lines.append(f"| {_cell(key)} | {_cell(m.get('name'))} | {version} | {champ} | {_moved(m)} |")
+    return "\n".join(lines)
+
+
 def mlflow_runs(params: Params, root: Path, since: dt.datetime) -> list[dict[str, Any]]:
     """MLflow runs started since ``since``; else the latest run of each stage. [] when no store yet."""
     from elmo.tracking import client as tracking_client, resolve_tracking_uri
@@ -96,7 +131,7 @@ def mlflow_runs(params: Params, root: Path, since: dt.datetime) -> list[dict[str
 def render(*, root: Path, flow_run_name: str, started: dt.datetime, seconds: float,
            results: list[dict[str, Any]], error: str | None, metrics_diff: dict, metrics_note: str | None,
            runs: list[dict[str, Any]], runs_note: str | None = None,
-           record: dict[str, Any] | None = None) -> str:
+           record: dict[str, Any] | None = None, registry: dict[str, Any] | None = None) -> str:
     counts: dict[str, int] = {}
     for r in results:
         counts[r["outcome"]] = counts.get(r["outcome"], 0) + 1
@@ -113,6 +148,7 @@ def render(*, root: Path, flow_run_name: str, started: dt.datetime, seconds: flo
     ]
     if error:
         md += ["", "## Error", "", "```", error.strip(), "```"]
+    md += ["", "## Registry", "", registry_markdown(registry, results)]
     md += ["", "## Record", "", record_markdown(record, failed=bool(error))]
     md += ["", "## Metrics (DVC)", ""]
     if metrics_note:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import threading
 import time
@@ -158,6 +159,36 @@ def test_summary_markdown_lists_stages_metrics_and_error() -> None:
     assert md.index("metrics/clean.json") < md.index("metrics/finetune.json")
     assert "boom" in md and "[pretrain: pretrain](http://127.0.0.1:5000/#/experiments/1/runs/abc)" in md
     assert summary.artifact_key("MLflow pretrain_run") == "mlflow-pretrain-run"
+
+
+def test_summary_shows_each_models_champion_and_what_moved(tmp_path: Path) -> None:
+    """The register report (what `elmo register` writes) as a table: version, champion, the move."""
+    from flows import summary
+
+    params = parse_params({})
+    assert summary.registry(params, tmp_path) is None
+    report = {"alias": "champion", "git_commit": "c0ffee", "models": {
+        "bilm": {"name": "elmo-bilm", "version": 2, "new": False, "promoted": False, "champion": 2,
+                 "previous_champion": 2},
+        "ynat": {"name": "elmo-ynat", "version": 4, "new": True, "promoted": True, "champion": 4,
+                 "previous_champion": 3}}}
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / params.register.report).write_text(json.dumps(report))
+    assert summary.registry(params, tmp_path) == report
+    ran = [{"stage": "register", "outcome": "ran", "action": "", "seconds": 1.0, "key": None}]
+    md = summary.render(root=tmp_path, flow_run_name="r", started=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+                        seconds=1.0, results=ran, error=None, metrics_diff={}, metrics_note=None, runs=[],
+                        registry=summary.registry(params, tmp_path))
+    assert "| bilm | elmo-bilm | v2 (existing) | v2 | no |" in md
+    assert "| ynat | elmo-ynat | v4 (new) | v4 | **v3 → v4** |" in md
+    assert "did not run this time" not in md
+    first = {"models": {"ynat": {**report["models"]["ynat"], "version": 1, "champion": 1, "previous_champion": None}}}
+    cached = [{**ran[0], "outcome": "cached"}]
+    table = summary.registry_markdown(first, cached)
+    assert "| v1 | **→ v1** (first) |" in table and "did not run this time" in table
+    (tmp_path / params.register.report).write_text("{not json")
+    assert summary.registry(params, tmp_path) is None
+    assert "_Nothing registered yet._" in summary.registry_markdown(None, [])
 
 
 def test_mlflow_links_point_at_runs_of_this_workspace(tmp_path: Path) -> None:

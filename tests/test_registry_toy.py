@@ -49,7 +49,23 @@ seed = hashlib.sha256(data + repr(p["quality"]).encode()).digest()
 with open("models/toy/weights.bin", "wb") as fh:
     fh.write(seed * 64)
 with open("metrics/toy.json", "w") as fh:
-    json.dump({"dev": {"macro_f1": p["quality"], "accuracy": p["quality"] + 0.05}}, fh, sort_keys=True)
+    json.dump({"dev": {"macro_f1": p["quality"], "accuracy": p["quality"] + 0.05}, "ended_by": "epochs"}, fh,
+              sort_keys=True)
+'''
+
+# appended to every toy train script: the stage's MLflow run, as pretrain and finetune have, with the
+# model's metrics and the model directory's content hash (register logs the model into this run)
+TRACK_TRAINING = '''
+import json as _json
+from pathlib import Path as _Path
+from elmo.params import load_params
+from elmo.registry.register import flatten_numbers
+from elmo.tracking import log_results, start_run, tag_trained_model
+_metrics = _json.loads(_Path("metrics/toy.json").read_text())
+with start_run(load_params("params.yaml").mlflow, _Path("."), stage="train"):
+    _tags = {"ended_by": _metrics["ended_by"]} if "ended_by" in _metrics else {}
+    log_results(flatten_numbers(_metrics), step=0, tags=_tags, files=[])
+    tag_trained_model(_Path("models/toy"))
 '''
 
 TOY_MODEL = '''\
@@ -113,7 +129,7 @@ stages:
     deps:
       - ${register.models.toy.model_dir}
       - ${register.models.toy.metrics_file}
-    outs:
+    metrics:
       - ${register.report}:
           cache: false
 '''
@@ -168,13 +184,14 @@ def make_project(base: Path, name: str = "proj", *, train: str = TRAIN,
                  model: dict | None = None) -> tuple[Path, Path, Path]:
     """(project root, DVC remote dir, registry dir): git + dvc initialised, first commit made.
 
-    ``train`` replaces the train stage's script, ``model`` overrides keys of the registered model.
+    ``train`` replaces the train stage's script (its MLflow run, TRACK_TRAINING, is appended),
+    ``model`` overrides keys of the registered model.
     """
     root, remote, registry = base / name, base / "remote", base / "registry"
     for d in (root, remote, registry):
         d.mkdir(parents=True, exist_ok=True)
     (root / "prepare.py").write_text(PREPARE)
-    (root / "train.py").write_text(train)
+    (root / "train.py").write_text(train + TRACK_TRAINING)
     (root / "toy_model.py").write_text(TOY_MODEL)
     (root / "dvc.yaml").write_text(DVC_YAML)
     (root / "params.yaml").write_text(yaml.safe_dump(register_params(registry, model), allow_unicode=True))

@@ -124,6 +124,52 @@ def test_versions_carry_git_commit_dvc_lock_hashes_and_metrics(scenario, client)
         assert v.source.startswith("models:/")
 
 
+def test_each_version_links_to_the_run_that_trained_it(scenario, client) -> None:
+    """A version's source run is its train stage's MLflow run (not a register run), with only that
+    model's metrics; logging the model into it left it FINISHED and did not move its end time."""
+    from elmo.io import sha256_dir
+
+    runs = {}
+    for n in (1, 2, 3):
+        v = store.get(client, MODEL_NAME, n)
+        run = client.get_run(v.run_id)
+        runs[n] = run.info.run_id
+        assert run.data.tags["elmo.stage"] == "train" and run.info.status == "FINISHED"
+        quality = RUNS[n - 1][1]
+        assert run.data.metrics == {"dev.macro_f1": quality, "dev.accuracy": pytest.approx(quality + 0.05)}
+        assert run.info.end_time <= v.created_ms  # trained, then registered
+        assert v.tags["ended_by"] == "epochs"  # from the model's metrics file
+        logged = client.search_logged_models(experiment_ids=[run.info.experiment_id],
+                                             filter_string=f"source_run_id = '{run.info.run_id}'")
+        assert [m.name for m in logged] == [MODEL_NAME]
+    assert len(set(runs.values())) == 3
+    assert client.get_run(runs[3]).data.tags[tracking.MODEL_TAG] == sha256_dir(scenario.root / "models" / "toy")
+    stages = {r.data.tags.get("elmo.stage") for r in client.search_runs([client.get_run(runs[1]).info.experiment_id])}
+    assert stages == {"train"}  # no register run
+
+
+def test_register_refuses_a_model_without_its_training_run(scenario, client) -> None:
+    from elmo.io import sha256_dir
+    from elmo.registry.register import register_models
+
+    root = scenario.root
+    write_toy_params(root, rows=7, quality=0.75)
+    sh(root, "dvc", "repro", "-q", "train")
+    experiment = client.get_experiment_by_name("toy").experiment_id
+    trained = tracking.find_training_run(client, experiment, sha256_dir(root / "models" / "toy"))
+    assert trained is not None and trained.data.tags["elmo.stage"] == "train"
+    client.delete_run(trained.info.run_id)  # as if trained before runs were tagged, or its store was lost
+    try:
+        with pytest.raises(StageError, match=r"models/toy: no finished MLflow run of experiment 'toy' trained this "
+                                             r"model .*dvc repro --force train"):
+            register_models(scenario.params, root)
+        assert [v.version for v in store.versions(client, MODEL_NAME)] == [1, 2, 3] and champion(client) == 3
+    finally:
+        sh(root, "git", "checkout", "-q", "--", ".")
+        sh(root, "dvc", "checkout", "-q", "--force")
+    assert output_hashes(root) == scenario.hashes[3]
+
+
 def test_registering_the_same_model_again_creates_no_version(scenario, client) -> None:
     from elmo.registry.register import register_models
 

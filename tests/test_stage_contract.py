@@ -89,3 +89,21 @@ def test_stray_prints_and_child_processes_cannot_reach_stdout(capfd) -> None:
     captured = capfd.readouterr()
     assert captured.out == "the report\n"
     assert "from python" in captured.err and "from a child process" in captured.err
+
+
+def test_registered_versions_lead_back_to_their_training_runs(reports, workspace: Path) -> None:
+    """Each version's source run is the stage run that trained it, holding that model's metrics only."""
+    from elmo import tracking
+    from elmo.params import load_params
+
+    assert reports["register"].returncode == 0, reports["register"].stderr[-3000:]
+    models = json.loads(reports["register"].stdout)["models"]
+    params = load_params(workspace / "params.yaml")
+    client = tracking.registry_client(params.mlflow, workspace, create=False)
+    versions = {k: client.get_model_version(models[k]["name"], str(models[k]["version"])) for k in ("bilm", "ynat")}
+    bilm, task = (client.get_run(versions[k].run_id) for k in ("bilm", "ynat"))
+    assert bilm.data.tags["elmo.stage"] == "pretrain" and task.data.tags["elmo.stage"] == "finetune"
+    assert bilm.info.status == task.info.status == "FINISHED"
+    assert any("ppl" in k for k in bilm.data.metrics) and not any("macro_f1" in k for k in bilm.data.metrics)
+    assert "macro_f1" in task.data.metrics and not any("ppl" in k for k in task.data.metrics)
+    assert "run_id" not in json.dumps(models)  # the report stays the same for the same models

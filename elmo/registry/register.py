@@ -6,11 +6,14 @@ For each model declared in ``register.models``:
    outs and that the workspace copy matches the recorded hash (a model DVC did not record cannot
    be traced or restored, so it is refused), and read the deciding metric;
 2. if a version with exactly that model hash exists, do nothing (re-running is harmless);
-3. otherwise log the directory as a pyfunc model (artifacts + code + pinned requirements), load
-   it back and answer the example inputs — only when every new model passes are they registered;
-4. tag the version (git commit, dvc.lock hashes of its data, params and model, its metrics) and
-   compare it with the current champion; the alias moves only when the new one is strictly
-   better, and the version it moved from is recorded on the new champion.
+3. otherwise find the MLflow run that trained it (the newest FINISHED run tagged with the model
+   directory's content hash, elmo/tracking.py ``MODEL_TAG``; none: refused), log the directory
+   into that run as a pyfunc model (artifacts + code + pinned requirements), load it back and
+   answer the example inputs — only when every new model passes are they registered, so each
+   version's source run is the pretrain or finetune run that made it, with that model's metrics;
+4. tag the version (git commit, dvc.lock hashes of its data, params and model, its metrics, how its
+   training ended) and compare it with the current champion; the alias moves only when the new one
+   is strictly better, and the version it moved from is recorded on the new champion.
 """
 
 from __future__ import annotations
@@ -67,6 +70,13 @@ def read_metrics(root: Path, spec: RegisteredModelParams) -> tuple[dict[str, flo
     return flatten_numbers(data), float(node)
 
 
+def read_ended_by(root: Path, spec: RegisteredModelParams) -> str | None:
+    """How the model's training ended (``ended_by`` in its metrics file: steps, epochs, early_stop,
+    clock), or None for a metrics file without it."""
+    value = json.loads((root / spec.metrics_file).read_text(encoding="utf-8")).get("ended_by")
+    return value if isinstance(value, str) else None
+
+
 @dataclass(frozen=True)
 class Candidate:
     key: str
@@ -76,6 +86,7 @@ class Candidate:
     model_md5: str
     metrics: dict[str, float]
     value: float
+    ended_by: str | None = None
 
 
 def _check_stage_files(root: Path, spec: RegisteredModelParams, stage: LockedStage, lock: Lock,
@@ -117,7 +128,7 @@ def collect(params: Params, root: Path) -> tuple[Lock, list[Candidate]]:
         stage = lock.stage(spec.dvc_stage)
         model_path, md5 = _check_stage_files(root, spec, stage, lock, outs)
         metrics, value = read_metrics(root, spec)
-        candidates.append(Candidate(key, spec, stage, model_path, md5, metrics, value))
+        candidates.append(Candidate(key, spec, stage, model_path, md5, metrics, value, read_ended_by(root, spec)))
     return lock, candidates
 
 
@@ -145,6 +156,8 @@ def version_tags(c: Candidate, lock: Lock, commit: str | None, dirty: list[str])
     }
     if dirty:
         tags["git.dirty_files"] = json.dumps(dirty[:200])
+    if c.ended_by is not None:
+        tags["ended_by"] = c.ended_by
     for k, v in list(c.metrics.items())[:500]:
         tags[f"metric.{k}"] = repr(v)
     return tags
@@ -153,63 +166,93 @@ def version_tags(c: Candidate, lock: Lock, commit: str | None, dirty: list[str])
 def _keep_existing(client, alias: str, c: Candidate, existing: store.Version) -> dict[str, Any]:
     """The model is already a version: nothing to register (the alias only fills a gap)."""
     champ = store.by_alias(client, c.spec.name, alias)
+    previous = champ.version if champ else None
     reason, promoted = f"already registered as v{existing.version}; nothing to do", False
     if champ is None:  # e.g. an earlier run stopped between registering and moving the alias
         reason = f"already registered as v{existing.version}; no {alias} yet, so it becomes {alias}"
         store.move_alias(client, c.spec.name, alias, existing.version, reason)
         champ, promoted = existing, True
     say(f"{c.spec.name}: {c.model_path} ({c.model_md5[:8]}) is {reason}")
-    return {"name": c.spec.name, "version": existing.version, "new": False, "model_md5": c.model_md5,
-            "metric": c.spec.metric, "value": c.value, "promoted": promoted, "champion": champ.version,
-            "reason": reason}
+    return entry(c, existing, new=False, promoted=promoted, champion=champ.version, previous=previous,
+                 reason=reason)
+
+
+def entry(c: Candidate, v: store.Version, *, new: bool, promoted: bool, champion: int | None,
+          previous: int | None, reason: str) -> dict[str, Any]:
+    """What the report (``register.report``, a DVC metrics file the pipeline summary shows) says of
+    one model: the version registered or found, the champion after this run, whether it moved here
+    and from which version (``previous_champion``: the champion before this run). No run ids: the
+    registry has the version's source run, and the report stays the same for the same models."""
+    return {"name": c.spec.name, "version": v.version, "new": new, "model_md5": c.model_md5,
+            "metric": c.spec.metric, "value": c.value, "ended_by": c.ended_by,
+            "promoted": promoted, "champion": champion, "previous_champion": previous, "reason": reason}
+
+
+def training_runs(params: Params, root: Path, client, pending: list[Candidate]) -> dict[str, str]:
+    """{candidate key: id of the MLflow run that trained its model}; refuses a model without one."""
+    from elmo import tracking
+    from elmo.io import sha256_dir
+
+    experiment_id = tracking.configure(params.mlflow, root)
+    found = {}
+    for c in pending:
+        digest = sha256_dir(root / c.model_path)
+        run = tracking.find_training_run(client, experiment_id, digest)
+        if run is None:
+            raise StageError(f"{root / c.model_path}: no finished MLflow run of experiment "
+                             f"{params.mlflow.experiment!r} trained this model (tag {tracking.MODEL_TAG}="
+                             f"{digest[:12]}…), so its version would not lead back to its training; "
+                             f"retrain it: dvc repro --force {c.stage.name}")
+        found[c.key] = run.info.run_id
+    return found
 
 
 def _register_new(params: Params, root: Path, client, lock: Lock, pending: list[Candidate],
-                  commit: str | None, dirty: list[str]) -> tuple[str, dict[str, Any]]:
-    """Log, check and register every pending model in one MLflow run; then decide the alias."""
+                  commit: str | None, dirty: list[str]) -> dict[str, Any]:
+    """Log each pending model into the run that trained it and check it; then register every one
+    and decide the alias."""
     import mlflow
 
     from elmo import tracking
     from elmo.registry.pyfunc import log_dir_model, smoke_test
 
     p = params.register
+    runs = training_runs(params, root, client, pending)  # every model has one, before anything is logged
     entries: dict[str, Any] = {}
-    with tracking.start_run(params.mlflow, root, stage="register",
-                            params={"register": p.model_dump(include={"alias", "primary"})}) as run:
-        mlflow.log_text((root / "dvc.lock").read_text(encoding="utf-8"), "dvc.lock")
-        logged = {}
-        for c in pending:
-            say(f"{c.spec.name}: logging {c.model_path} as a pyfunc model …")
+    logged = {}
+    for c in pending:
+        say(f"{c.spec.name}: logging {c.model_path} as a pyfunc model into its training run {runs[c.key]} …")
+        with tracking.reopened_run(client, runs[c.key]):
+            mlflow.log_text((root / "dvc.lock").read_text(encoding="utf-8"), f"register/{c.spec.name}/dvc.lock")
             info = log_dir_model(name=c.spec.name, model_dir=root / c.model_path, loader=c.spec.loader,
                                  input_column=c.spec.input_column, input_type=c.spec.input_type,
                                  code_paths=[root / cp for cp in c.spec.code_paths],
                                  pip_requirements=p.pip_requirements)
-            say(f"{c.spec.name}: loading it back and answering {len(c.spec.example)} example input(s) …")
-            smoke_test(info.model_uri, c.spec.example, input_column=c.spec.input_column,
-                       input_type=c.spec.input_type)
-            mlflow.log_metric(f"{c.spec.name}.{c.spec.metric}", c.value)
-            logged[c.key] = info
-        for c in pending:  # every new model loaded and answered: now register them
-            description = (f"{c.model_path} from dvc.lock stage {c.stage.name} (md5 {c.model_md5}); "
-                           f"{c.spec.metric}={c.value:.6g}; code {gitrepo.short(commit)}"
-                           f"{' +uncommitted changes' if dirty else ''}")
-            v = store.register(client, c.spec.name, logged[c.key].model_uri, version_tags(c, lock, commit, dirty),
-                               description)
-            champ = store.by_alias(client, c.spec.name, p.alias)
-            decision = champion.decide(
-                c.spec.metric, c.value, v.version, higher_is_better=c.spec.higher_is_better,
-                champion_version=champ.version if champ else None,
-                champion_value=champ.metric(c.spec.metric) if champ else None)
-            previous = champ.version if champ else None
-            if decision.promote:
-                previous = store.move_alias(client, c.spec.name, p.alias, v.version, decision.reason)
-            say(f"{c.spec.name}: registered version {v.version}; {decision.reason}")
-            entries[c.key] = {
-                "name": c.spec.name, "version": v.version, "new": True, "model_md5": c.model_md5,
-                "metric": c.spec.metric, "value": c.value, "promoted": decision.promote,
-                "champion": v.version if decision.promote else previous,
-                "previous_champion": previous, "reason": decision.reason}
-    return run.info.run_id, entries
+        say(f"{c.spec.name}: loading it back and answering {len(c.spec.example)} example input(s) …")
+        smoke_test(info.model_uri, c.spec.example, input_column=c.spec.input_column, input_type=c.spec.input_type)
+        logged[c.key] = info
+    for c in pending:  # every new model loaded and answered: now register them
+        description = (f"{c.model_path} from dvc.lock stage {c.stage.name} (md5 {c.model_md5}); "
+                       f"{c.spec.metric}={c.value:.6g}; code {gitrepo.short(commit)}"
+                       f"{' +uncommitted changes' if dirty else ''}")
+        v = store.register(client, c.spec.name, logged[c.key].model_uri, version_tags(c, lock, commit, dirty),
+                           description)
+        if v.run_id != runs[c.key]:
+            raise StageError(f"MLflow registered {c.spec.name} v{v.version} with source run {v.run_id}, "
+                             f"not its training run {runs[c.key]}")
+        champ = store.by_alias(client, c.spec.name, p.alias)
+        decision = champion.decide(
+            c.spec.metric, c.value, v.version, higher_is_better=c.spec.higher_is_better,
+            champion_version=champ.version if champ else None,
+            champion_value=champ.metric(c.spec.metric) if champ else None)
+        previous = champ.version if champ else None
+        if decision.promote:
+            previous = store.move_alias(client, c.spec.name, p.alias, v.version, decision.reason)
+        say(f"{c.spec.name}: registered version {v.version} (source run {v.run_id}); {decision.reason}")
+        entries[c.key] = entry(c, v, new=True, promoted=decision.promote,
+                               champion=v.version if decision.promote else previous, previous=previous,
+                               reason=decision.reason)
+    return entries
 
 
 def register_models(params: Params, root: Path) -> dict[str, Any]:
@@ -222,7 +265,7 @@ def register_models(params: Params, root: Path) -> dict[str, Any]:
     client = tracking.registry_client(params.mlflow, root)
     commit = gitrepo.head(root) if gitrepo.is_repo(root) else None
     dirty = gitrepo.dirty_files(root, exclude=_state_paths(lock, p.report)) if commit else []
-    report: dict[str, Any] = {"alias": p.alias, "git_commit": commit, "run_id": None, "models": {}}
+    report: dict[str, Any] = {"alias": p.alias, "git_commit": commit, "models": {}}
     pending = []
     for c in candidates:
         existing = store.find_by_model_md5(client, c.spec.name, c.model_md5)
@@ -231,8 +274,7 @@ def register_models(params: Params, root: Path) -> dict[str, Any]:
         else:
             report["models"][c.key] = _keep_existing(client, p.alias, c, existing)
     if pending:
-        report["run_id"], entries = _register_new(params, root, client, lock, pending, commit, dirty)
-        report["models"].update(entries)
+        report["models"].update(_register_new(params, root, client, lock, pending, commit, dirty))
     report["models"] = {k: report["models"][k] for k in p.models}  # declared order
     atomic_write_json(root / p.report, report)
     return report

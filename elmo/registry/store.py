@@ -14,6 +14,7 @@ Tags every version carries (values are strings; JSON where noted):
 ``dvc.params_md5``     md5 of that JSON
 ``metric.<key>``       every number in the stage's metrics file (dotted keys)
 ``elmo.metric``        the deciding metric's key; ``elmo.metric_value`` its value
+``ended_by``           how the model's training ended (steps, epochs, early_stop, clock), if its metrics say
 ``champion.previous``  set when the alias moves here: the version it moved from ("none")
 ``champion.reason``    why it moved (promotion or rollback); ``champion.moved_at`` when
 =====================  ============================================================

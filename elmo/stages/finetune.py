@@ -92,7 +92,7 @@ def run(params, root: Path) -> dict:
     from elmo.budget import warn_clock
     from elmo.task.variants import VARIANTS
     from elmo.text import Tokenizer
-    from elmo.tracking import RunTracker, start_run
+    from elmo.tracking import RunTracker, start_run, tag_trained_model
 
     f = params.finetune
     t0 = time.perf_counter()
@@ -131,4 +131,5 @@ def run(params, root: Path) -> dict:
         }
         result["seconds_total"] = time.perf_counter() - t0
         write_outputs(job, result)
+        tag_trained_model(root / f.out_dir)  # register logs the model into this run (its source run)
     return report(job, result)

@@ -139,7 +139,7 @@ def final_metrics(model, inputs: Inputs, train, settings, best, global_step: int
 
 def write_outputs(root: Path, p, model, inputs: Inputs, metrics: dict, sink, fp: str, run_id: str | None) -> None:
     """The biLM directory, the DVC plots tables and the metrics file (each atomic), and the MLflow results."""
-    from elmo.tracking import log_results
+    from elmo.tracking import log_results, tag_trained_model
 
     out_dir = root / p.out_dir
     model.cpu().save(out_dir, vocab_dir=root / p.vocab_dir, meta={
@@ -159,6 +159,7 @@ def write_outputs(root: Path, p, model, inputs: Inputs, metrics: dict, sink, fp:
                           "elmo.selected": f"{selected['from']}@{selected['step']}"},
                     files=[plots_dir / "loss.csv", plots_dir / "perplexity.csv", root / p.metrics,
                            out_dir / "config.json"])
+        tag_trained_model(out_dir)  # register logs the model into this run (its source run)
 
 
 def run(params, root: Path) -> dict:
