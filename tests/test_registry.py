@@ -321,8 +321,12 @@ def test_a_local_dvc_remote_is_the_default_and_the_pipeline_pushes(repo_root: Pa
     name = cfg["core"]["remote"]
     url = cfg[f'remote "{name}"']["url"]
     assert "://" not in url  # a local directory (relative to .dvc/)
-    recipe = (repo_root / "Makefile").read_text().split("\npipeline:", 1)[1].split("\ntest:", 1)[0]
-    assert recipe.index("dvc repro") < recipe.index("dvc push")
+    # `make pipeline` runs `elmo repro` (with and without MIRROR), whose record ends with `dvc push`
+    # when flows.record.push is on, as the project's params.yaml has it (tests/test_record.py runs it)
+    recipe = (repo_root / "Makefile").read_text().split("\npipeline:", 1)[1].split("\n# ruff", 1)[0]
+    assert recipe.count("elmo repro --run") == 2 and "dvc repro\n" not in recipe
+    record = load_params(repo_root / "params.yaml").flows.record
+    assert record.enabled and record.push
 
 
 def test_cli_rollback_needs_a_registry_and_one_action(tmp_path: Path, monkeypatch) -> None:
