@@ -193,6 +193,9 @@ def rollback(
             rows = versions.list_versions(p, Path.cwd())
             out = json.dumps(rows, ensure_ascii=False, indent=2) if as_json else versions.format_versions(rows, p)
         else:
+            from elmo.params.guard import check_stage
+
+            check_stage("rollback", p, Path.cwd(), params)  # its state file never lands on an input
             out = json.dumps(rb.rollback(p, Path.cwd(), to), ensure_ascii=False, indent=2, default=str)
     except USER_ERRORS as err:
         _fail(err)

@@ -180,6 +180,13 @@ def test_collision_through_a_symlink_is_seen(ws: Path) -> None:
     refused(ws, "clean", names=("clean.metrics", "'out/clean.json'", "clean.in_dir", "'data/raw/petitions'"))
 
 
+def test_collision_rollback_state_through_a_symlink_into_git_is_refused(ws: Path) -> None:
+    """rollback's state file (register.rollback_state) checked on disk before anything is restored."""
+    (ws / "state").symlink_to(".git")
+    hand_edit(ws, {"register.rollback_state": "state/rollback.json"})
+    refused(ws, "rollback", "--to", "1", names=("register.rollback_state", "'state/rollback.json'", ".git"))
+
+
 def test_collision_embed_out_onto_a_file_embed_did_not_write_needs_force(ws: Path) -> None:
     refused(ws, "embed", "ok.txt", "-o", "README.md", names=("--out", "'README.md'", "--force"))
 
