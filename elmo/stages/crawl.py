@@ -229,6 +229,9 @@ def run(params: Params, root: Path) -> dict[str, Any]:
             manifest = Manifest.load(out / MANIFEST_NAME, p.source)
             manifest.source = p.source
             owned = set(manifest.files)  # what earlier crawls wrote here: the only files it may remove
+            # Before the first byte lands: a crawl killed outright (kill -9) leaves this marker, so
+            # clean refuses the directory until a crawl finishes (retain() clears it).
+            manifest.mark_incomplete("running", {n: "not checked yet (crawl running or killed)" for n in names})
             results, missing, failures = _fetch_all(names, src, out, manifest, p, policy, client)
         except KeyboardInterrupt as err:
             raise _interrupted(err, manifest, names, out) from None
