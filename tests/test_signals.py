@@ -1,0 +1,151 @@
+"""Signals leave a true record (issue 22): SIGTERM stops a stage like Ctrl-C (exit 130, temporaries
+removed, worker processes ended, the MLflow run not left RUNNING); serve-dir stops on Ctrl-C.
+
+Each test runs the real command in a subprocess and is bounded in time. (kill -9 mid-crawl:
+tests/test_crawl.py::test_signal_kill9_mid_crawl_leaves_incomplete_and_clean_refuses.)
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from test_tokenize_stage import TEXTS, write_petitions
+
+REPO = Path(__file__).resolve().parents[1]
+CLI = "import sys; from elmo.cli import app; sys.argv[0] = 'elmo'; app()"
+
+
+def elmo(root: Path, *args: str, **kw) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    # SIGINT may be ignored when the tests run as a background job; a user's terminal delivers it.
+    code = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); " + CLI
+    return subprocess.Popen([sys.executable, "-c", code, *args], cwd=root, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+def children(pid: int) -> set[int]:
+    """Live (not zombie) processes whose parent is ``pid`` (from /proc)."""
+    out = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.add(int(stat.parent.name))
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_until(cond, proc: subprocess.Popen, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"ended before {what}: {proc.communicate()}")
+        time.sleep(0.1)
+    proc.kill()
+    raise AssertionError(f"timed out waiting for {what}: {proc.communicate()}")
+
+
+def test_signal_sigterm_mid_tokenize_exits_130_no_temp_dir_no_worker_left(tmp_path: Path) -> None:
+    # Enough text that two spawned workers are busy for a long while (the test stops them early).
+    rows = TEXTS * 4000
+    splits = (["train", "valid", "test"] * len(rows))[:len(rows)]
+    write_petitions(tmp_path / "data/interim/petitions.parquet", rows, splits,
+                    petition_idx=list(range(len(rows))))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"tokenize": {"workers": 2}}))
+    processed = tmp_path / "data/processed"
+    proc = elmo(tmp_path, "tokenize")
+    workers: set[int] = set()
+    try:
+        def running() -> bool:
+            workers.update(children(proc.pid))
+            # the spawn machinery adds a resource tracker: wait for both workers besides it
+            return len(workers) >= 3 and any(processed.glob(".sentences.*.tmp"))
+        wait_until(running, proc, 120, "the workers and the temporary output")
+        time.sleep(1.5)  # the workers are analysing shards now
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert errors == ["error: tokenize: interrupted (SIGTERM); nothing half-written was kept (its outputs are as "
+                      "they were before it started); rerun it to go on"], err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in processed.iterdir()) == []  # no .sentences.*.tmp/, no output
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [pid for pid in workers if alive(pid)] == []
+
+
+def test_signal_serve_dir_stops_on_ctrl_c_and_sigterm(tmp_path: Path) -> None:
+    pl.DataFrame({"a": [1]}).write_parquet(tmp_path / "x.parquet")  # the issue's case: polars' threads exist
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        proc = elmo(tmp_path, "serve-dir", str(tmp_path), "--port", "0")
+        try:
+            assert "serving" in proc.stderr.readline()
+            time.sleep(0.3)
+            proc.send_signal(sig)
+            proc.wait(timeout=10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 0, proc.stderr.read()
+        assert "Traceback" not in proc.stderr.read()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_handler_turns_sigterm_into_keyboard_interrupt_once(sig) -> None:
+    from elmo.errors import signals_as_interrupt
+
+    before = signal.getsignal(signal.SIGTERM)
+    sigint = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
+    try:
+        with pytest.raises(KeyboardInterrupt), signals_as_interrupt() as seen:
+            os.kill(os.getpid(), sig)
+            time.sleep(5)  # the handler raises well before this ends
+        assert seen.received == signal.Signals(sig).name
+        assert signal.getsignal(signal.SIGTERM) is before  # restored
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, sigint)
+
+
+def test_signal_stop_workers_ends_busy_workers_at_once() -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from elmo.text.parallel import stop_workers
+
+    pool = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"))
+    futures = [pool.submit(time.sleep, 60) for _ in range(4)]
+    procs = []
+    deadline = time.monotonic() + 60
+    while len(procs) < 2 and time.monotonic() < deadline:
+        procs = list(pool._processes.values())
+        time.sleep(0.05)
+    t0 = time.monotonic()
+    stop_workers(pool)
+    assert time.monotonic() - t0 < 15  # not the 60 s the tasks would take
+    assert [p.pid for p in procs if p.is_alive()] == []
+    assert all(f.cancelled() or f.done() for f in futures[2:])
