@@ -9,6 +9,8 @@ library imports mlflow for tracking. The same store holds the model registry:
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -60,24 +62,78 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+LOCK_DIR = ".elmo"  # workspace-local lock files (git-ignored)
+
+
 @contextlib.contextmanager
 def start_run(p: MlflowParams, root: Path, *, stage: str, params: dict[str, Any] | None = None,
               run_name: str | None = None) -> Iterator[Any]:
-    """Open an MLflow run tagged with the stage and git commit, logging ``params`` flattened."""
+    """Open an MLflow run tagged with the stage and git commit, logging ``params`` flattened.
+
+    One run per stage per workspace at a time: a second ``elmo <stage>`` is refused while the
+    first runs (``.elmo/<stage>.lock``), so their files never mix. Holding that lock proves that a
+    run of this stage and workspace still marked RUNNING was killed (kill -9, power loss): it is
+    marked KILLED before the new run opens. Ctrl-C and SIGTERM (KeyboardInterrupt, elmo.cli) end the
+    run KILLED; any other error ends it FAILED.
+    """
     import mlflow
 
-    exp_id = configure(p, root)
-    tags = {"elmo.stage": stage}
-    commit = git_commit(root)
-    if commit:
-        tags["mlflow.source.git.commit"] = commit
-    with mlflow.start_run(experiment_id=exp_id, run_name=run_name or stage, tags=tags) as run:
-        if params:
-            flat = {k: ("null" if v is None else str(v))[:6000] for k, v in flatten(params).items()}
-            items = list(flat.items())
-            for i in range(0, len(items), 100):
-                mlflow.log_params(dict(items[i:i + 100]))
-        yield run
+    from elmo.workspace_lock import exclusive
+
+    root = Path(root)
+    lock = root / LOCK_DIR / f"{stage}.lock"
+
+    def busy(holder: str) -> str:
+        return (f"another `elmo {stage}` is running in this workspace ({holder}; lock {lock}); "
+                "wait for it to finish, then rerun")
+
+    with exclusive(lock, busy=busy):
+        exp_id = configure(p, root)
+        workspace = str(root.resolve())
+        mark_killed_runs(exp_id, stage, workspace, local_store=sqlite_path(p, root) is not None)
+        tags = {"elmo.stage": stage, "elmo.workspace": workspace, "elmo.host": socket.gethostname(),
+                "elmo.pid": str(os.getpid())}
+        commit = git_commit(root)
+        if commit:
+            tags["mlflow.source.git.commit"] = commit
+        with mlflow.start_run(experiment_id=exp_id, run_name=run_name or stage, tags=tags) as run:
+            try:
+                if params:
+                    flat = {k: ("null" if v is None else str(v))[:6000] for k, v in flatten(params).items()}
+                    items = list(flat.items())
+                    for i in range(0, len(items), 100):
+                        mlflow.log_params(dict(items[i:i + 100]))
+                yield run
+            except (KeyboardInterrupt, SystemExit):  # Ctrl-C, SIGTERM (or a library exiting on them)
+                mlflow.end_run("KILLED")
+                raise
+
+
+def mark_killed_runs(experiment_id: str, stage: str, workspace: str, *, local_store: bool) -> list[str]:
+    """Mark KILLED the runs of ``stage`` in ``workspace`` on this host still RUNNING; the caller holds
+    the stage's lock, so their process is gone. Runs without these tags (older ones) count when the
+    store is the workspace's own SQLite file. Returns their ids."""
+    from elmo.log import get_logger
+
+    c = client()
+    host = socket.gethostname()
+    runs = c.search_runs([experiment_id], filter_string=f"tags.`elmo.stage` = '{stage}' and "
+                         "attributes.status = 'RUNNING'", max_results=1000)
+    killed = []
+    for r in runs:
+        tags = r.data.tags
+        if "elmo.workspace" in tags:
+            if tags["elmo.workspace"] != workspace or tags.get("elmo.host") != host:
+                continue
+        elif not local_store:
+            continue
+        c.set_tag(r.info.run_id, "elmo.ended", "marked KILLED by the next run: its process had died while RUNNING")
+        c.set_terminated(r.info.run_id, "KILLED")
+        killed.append(r.info.run_id)
+    if killed:
+        get_logger(stage).warning("%s: %d earlier run(s) left RUNNING by a killed process marked KILLED: %s",
+                                  stage, len(killed), ", ".join(killed))
+    return killed
 
 
 def client(tracking_uri: str | None = None):

@@ -7,18 +7,29 @@ tests/test_crawl.py::test_signal_kill9_mid_crawl_leaves_incomplete_and_clean_ref
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import polars as pl
 import pytest
 import yaml
 
+from elmo.errors import signals_as_interrupt
+from elmo.params import load_params
+from elmo.text import Tokenizer
+from elmo.text.parallel import stop_workers
+from elmo.tracking import start_run
+from test_finetune import klue_files, workspace
 from test_tokenize_stage import TEXTS, write_petitions
+from tiny_elmo import make_bilm_dir
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = "import sys; from elmo.cli import app; sys.argv[0] = 'elmo'; app()"
@@ -28,8 +39,9 @@ def elmo(root: Path, *args: str, **kw) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     # SIGINT may be ignored when the tests run as a background job; a user's terminal delivers it.
     code = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); " + CLI
+    kw.setdefault("stderr", subprocess.PIPE)
     return subprocess.Popen([sys.executable, "-c", code, *args], cwd=root, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kw)
+                            text=True, **kw)
 
 
 def children(pid: int) -> set[int]:
@@ -116,8 +128,6 @@ def test_signal_serve_dir_stops_on_ctrl_c_and_sigterm(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_handler_turns_sigterm_into_keyboard_interrupt_once(sig) -> None:
-    from elmo.errors import signals_as_interrupt
-
     before = signal.getsignal(signal.SIGTERM)
     sigint = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
     try:
@@ -132,10 +142,6 @@ def test_signal_handler_turns_sigterm_into_keyboard_interrupt_once(sig) -> None:
 
 
 def test_signal_stop_workers_ends_busy_workers_at_once() -> None:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    from elmo.text.parallel import stop_workers
 
     pool = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"))
     futures = [pool.submit(time.sleep, 60) for _ in range(4)]
@@ -149,3 +155,78 @@ def test_signal_stop_workers_ends_busy_workers_at_once() -> None:
     assert time.monotonic() - t0 < 15  # not the 60 s the tasks would take
     assert [p.pid for p in procs if p.is_alive()] == []
     assert all(f.cancelled() or f.done() for f in futures[2:])
+
+
+def _runs(root: Path) -> list[tuple[str, str]]:
+    """(run id, status) of every MLflow run in the workspace's store (read directly, no MLflow import)."""
+    db = root / "mlflow.db"
+    if not db.exists():
+        return []
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)) as con:
+        try:
+            return con.execute("select run_uuid, status from runs order by start_time").fetchall()
+        except sqlite3.OperationalError:  # the schema is still being created
+            return []
+
+
+def _finetune(root: Path, log: Path) -> subprocess.Popen:
+    """``elmo finetune`` with its stderr in ``log`` (the test reads it, so it never blocks a pipe)."""
+    with open(log, "w") as fh:
+        return elmo(root, "finetune", stderr=fh)
+
+
+def _wait_training(root: Path, proc: subprocess.Popen, log: Path) -> str:
+    """Wait until the task model trains (inside the MLflow run); the id of the RUNNING run."""
+    wait_until(lambda: "training main" in log.read_text(), proc, 240, f"training to start ({log})")
+    running = [rid for rid, status in _runs(root) if status == "RUNNING"]
+    assert len(running) == 1, (_runs(root), log.read_text())
+    return running[0]
+
+
+def test_signal_sigterm_and_kill9_mid_finetune_leave_no_running_mlflow_run(tmp_path, repo_root) -> None:
+
+    root = tmp_path / "ws"
+    root.mkdir()
+    bilm = make_bilm_dir(tmp_path / "bilm", Tokenizer("mecab"))
+    klue_files(root / "src")
+    # long enough to be stopped mid-training: many epochs, no early stop, no comparisons
+    pfile = workspace(root, repo_root, bilm, compare=[])
+    params = yaml.safe_load(pfile.read_text(encoding="utf-8"))
+    params["finetune"]["train"].update(max_epochs=100_000, patience=100_000)
+    pfile.write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
+    fetch = elmo(root, "fetch_task")
+    assert fetch.wait(timeout=120) == 0, fetch.communicate()
+
+    first = _finetune(root, tmp_path / "first.log")
+    try:
+        run_id = _wait_training(root, first, tmp_path / "first.log")
+        # a second finetune meanwhile is refused in one line (one run never stores the other's files)
+        second = elmo(root, "finetune")
+        _, err = second.communicate(timeout=240)
+        assert second.returncode == 2, err
+        errors = [line for line in err.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1 and "another `elmo finetune` is running in this workspace" in errors[0], err
+        assert first.poll() is None, (tmp_path / "first.log").read_text()
+        first.send_signal(signal.SIGTERM)
+        first.wait(timeout=60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    err = (tmp_path / "first.log").read_text()
+    assert first.returncode == 130, err
+    assert "error: finetune: interrupted (SIGTERM)" in err and "Traceback" not in err
+    assert dict(_runs(root))[run_id] == "KILLED"
+
+    third = _finetune(root, tmp_path / "third.log")
+    try:
+        killed_id = _wait_training(root, third, tmp_path / "third.log")
+        third.send_signal(signal.SIGKILL)  # no cleanup possible: the run stays RUNNING ...
+        third.wait(timeout=30)
+    finally:
+        if third.poll() is None:
+            third.kill()
+    assert dict(_runs(root))[killed_id] == "RUNNING"
+    with start_run(load_params(pfile).mlflow, root, stage="finetune"):  # ... until the next run of the stage
+        pass
+    statuses = dict(_runs(root))
+    assert statuses[killed_id] == "KILLED" and "RUNNING" not in statuses.values(), statuses
