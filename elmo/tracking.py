@@ -212,10 +212,21 @@ class NullTracker:
 
 
 def download_artifacts(uri: str) -> Path:
-    """A local copy of the artifacts behind an MLflow URI (``models:/name@alias``, ``runs:/id/path``)."""
-    import mlflow.artifacts
+    """A local copy of the artifacts behind an MLflow URI (``models:/name@alias``, ``runs:/id/path``).
 
-    return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    A URI that names nothing (no such model, version, alias or run; a malformed URI) is a
+    StageError naming the URI and the store it was looked up in."""
+    import mlflow
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
+    from elmo.errors import StageError
+
+    try:
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    except MlflowException as err:
+        why = " ".join(str(err.message if hasattr(err, "message") else err).split())
+        raise StageError(f"{uri}: {why} (MLflow store {mlflow.get_tracking_uri()})") from None
 
 
 def sqlite_path(p: MlflowParams, root: Path) -> Path | None:

@@ -87,3 +87,15 @@ def test_read_only_no_space_permission_are_one_line_naming_the_path(tmp_path, mo
     monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
     line = one_error_line(invoke("clean"), "data/interim/x.tmp", err.strerror)
     assert line.endswith(f"({errno.errorcode[err.errno]})")
+
+
+@pytest.mark.parametrize("uri", ["models:/nonexistent@champion", "models:/elmo-bilm/99", "runs:/deadbeef/model",
+                                 "models:/"])
+def test_an_mlflow_uri_that_names_nothing_is_one_line_naming_it(tmp_path, monkeypatch, uri) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    Path("params.yaml").write_text("seed: 1\n")
+    Path("f.txt").write_text("국회 예산안 통과\n", encoding="utf-8")
+    line = one_error_line(invoke("embed", "f.txt", "-m", uri), f"error: {uri}: ", "MLflow store sqlite:///")
+    assert "not found" in line or "URI" in line
+    assert not Path("f.txt.elmo.npz").exists()
