@@ -18,7 +18,7 @@ import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import scoring_server
 
-from elmo.registry.pyfunc import log_dir_model
+from elmo.registry.pyfunc import log_dir_model, to_items
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -89,3 +89,13 @@ def test_served_pyfunc_answers_texts_records_and_an_empty_list(served) -> None:
     assert served.predict(["가"])[0]["label"] == "정치"
     with pytest.raises(MlflowException, match="item 0: expected a text"):
         served.predict([None])
+
+
+def test_token_list_input_is_checked_item_by_item() -> None:
+    tokens = [["국회", "예산안"], ["골"]]
+    assert to_items(tokens, "tokens", "tokens") == tokens
+    assert to_items([{"tokens": ["국회"]}, ("골",)], "tokens", "tokens") == [["국회"], ["골"]]
+    assert to_items([], "tokens", "tokens") == []
+    for bad, i in ((["국회"], 0), ([["a"], ["b", 5]], 1), ([["a"], None], 1), ("국회 예산안", None)):
+        with pytest.raises(ValueError, match=f"item {i}:" if i is not None else "got one string"):
+            to_items(bad, "tokens", "tokens")
