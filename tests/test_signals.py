@@ -27,6 +27,7 @@ from elmo.params import load_params
 from elmo.text import Tokenizer
 from elmo.text.parallel import stop_workers
 from elmo.tracking import start_run
+from helpers.synthetic import random_corpus, word_corpus, write_workspace
 from test_finetune import klue_files, workspace
 from test_tokenize_stage import TEXTS, write_petitions
 from tiny_elmo import make_bilm_dir
@@ -230,3 +231,28 @@ def test_signal_sigterm_and_kill9_mid_finetune_leave_no_running_mlflow_run(tmp_p
         pass
     statuses = dict(_runs(root))
     assert statuses[killed_id] == "KILLED" and "RUNNING" not in statuses.values(), statuses
+
+
+def test_signal_sigterm_mid_pretrain_exits_130_and_ends_the_mlflow_run_killed(tmp_path) -> None:
+    sents = word_corpus(random_corpus(160, 80, min_len=2, max_len=14, seed=9))
+    write_workspace(tmp_path, {"train": sents[:120], "valid": sents[120:140], "test": sents[140:]})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"pretrain": {
+        "preset": "tiny", "trainer": {"accelerator": "cpu", "devices": 1, "threads": 1},
+        "presets": {"tiny": {"train": {"max_steps": 1_000_000, "val_every_steps": 1_000_000}}}}}))
+    log = tmp_path / "pretrain.log"
+    with open(log, "w") as fh:
+        proc = elmo(tmp_path, "pretrain", stderr=fh)
+    try:
+        wait_until(lambda: any(status == "RUNNING" for _, status in _runs(tmp_path)), proc, 240,
+                   "a RUNNING MLflow run")
+        time.sleep(3)  # training now
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = log.read_text()
+    assert proc.returncode == 130, err
+    assert "error: pretrain: interrupted (SIGTERM)" in err and "Traceback" not in err
+    assert [status for _, status in _runs(tmp_path)] == ["KILLED"]
+    assert not (tmp_path / "models/bilm").exists()
