@@ -46,7 +46,8 @@ def served(tmp_path_factory):
     (tmp / "model").mkdir()
     (tmp / "model" / "config.json").write_text("{}")
     mlflow.set_tracking_uri(f"sqlite:///{tmp / 'mlflow.db'}")
-    with mlflow.start_run():
+    exp = mlflow.create_experiment("pyfunc-input", artifact_location=(tmp / "artifacts").as_uri())
+    with mlflow.start_run(experiment_id=exp):
         info = log_dir_model(name="m", model_dir=tmp / "model", loader="test_pyfunc_input:EchoClassifier",
                              input_column="text", input_type="string", code_paths=[REPO / "elmo"],
                              pip_requirements=[])
