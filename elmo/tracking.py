@@ -62,9 +62,6 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-LOCK_DIR = ".elmo"  # workspace-local lock files (git-ignored)
-
-
 @contextlib.contextmanager
 def start_run(p: MlflowParams, root: Path, *, stage: str, params: dict[str, Any] | None = None,
               run_name: str | None = None) -> Iterator[Any]:
@@ -78,16 +75,10 @@ def start_run(p: MlflowParams, root: Path, *, stage: str, params: dict[str, Any]
     """
     import mlflow
 
-    from elmo.workspace_lock import exclusive
+    from elmo.workspace_lock import stage_lock
 
     root = Path(root)
-    lock = root / LOCK_DIR / f"{stage}.lock"
-
-    def busy(holder: str) -> str:
-        return (f"another `elmo {stage}` is running in this workspace ({holder}; lock {lock}); "
-                "wait for it to finish, then rerun")
-
-    with exclusive(lock, busy=busy):
+    with stage_lock(root, stage):
         exp_id = configure(p, root)
         workspace = str(root.resolve())
         mark_killed_runs(exp_id, stage, workspace, local_store=sqlite_path(p, root) is not None)

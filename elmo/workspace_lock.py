@@ -38,14 +38,30 @@ def workspace_lock(root: Path, timeout_s: float, poll_s: float = 1.0, log=None) 
         yield
 
 
+STAGE_LOCK_DIR = ".elmo"  # one lock file per stage (git-ignored)
+
+
+@contextlib.contextmanager
+def stage_lock(root: Path, stage: str) -> Iterator[None]:
+    """One ``elmo <stage>`` at a time in a workspace: a second is refused at once, in one line naming
+    the first (two runs would mix their temporaries, or their MLflow runs' files)."""
+    path = Path(root) / STAGE_LOCK_DIR / f"{stage}.lock"
+
+    def busy(holder: str) -> str:
+        return (f"another `elmo {stage}` is running in this workspace ({holder}; lock {path}); "
+                "wait for it to finish, then rerun")
+
+    with exclusive(path, busy=busy):
+        yield
+
+
 @contextlib.contextmanager
 def exclusive(path: Path, *, busy: Callable[[str], str], timeout_s: float = 0.0, poll_s: float = 1.0,
               on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
     """Hold the lock file ``path`` (``flock``: released by the kernel when its holder dies, even by
     kill -9, so a stale file never blocks anyone). If another process holds it, wait up to
     ``timeout_s`` (``on_wait(holder)`` is called once), then raise StageError(``busy(holder)``);
-    ``holder`` is what the holder wrote ("pid N on HOST since TIME"). Also the one-tracked-run-per-
-    stage lock of elmo/tracking.py."""
+    ``holder`` is what the holder wrote ("pid N on HOST since TIME")."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)

@@ -22,11 +22,13 @@ import polars as pl
 import pytest
 import yaml
 
-from elmo.errors import signals_as_interrupt
+from elmo.cli import run_stage
+from elmo.errors import StageError, signals_as_interrupt
 from elmo.params import load_params
 from elmo.text import Tokenizer
 from elmo.text.parallel import stop_workers
 from elmo.tracking import start_run
+from elmo.workspace_lock import stage_lock
 from helpers.synthetic import random_corpus, word_corpus, write_workspace
 from test_finetune import klue_files, workspace
 from test_tokenize_stage import TEXTS, write_petitions
@@ -155,7 +157,11 @@ def test_signal_stop_workers_ends_busy_workers_at_once() -> None:
     stop_workers(pool)
     assert time.monotonic() - t0 < 15  # not the 60 s the tasks would take
     assert [p.pid for p in procs if p.is_alive()] == []
-    assert all(f.cancelled() or f.done() for f in futures[2:])
+    # queued tasks are cancelled, running ones fail (the pool is broken): none is left waiting
+    deadline = time.monotonic() + 20
+    while not all(f.done() for f in futures) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [f for f in futures if not f.done()] == []
 
 
 def _runs(root: Path) -> list[tuple[str, str]]:
@@ -256,3 +262,28 @@ def test_signal_sigterm_mid_pretrain_exits_130_and_ends_the_mlflow_run_killed(tm
     assert "error: pretrain: interrupted (SIGTERM)" in err and "Traceback" not in err
     assert [status for _, status in _runs(tmp_path)] == ["KILLED"]
     assert not (tmp_path / "models/bilm").exists()
+
+
+def test_signal_kill9_leftover_of_tokenize_is_removed_by_the_next_run(tmp_path: Path) -> None:
+    write_petitions(tmp_path / "data/interim/petitions.parquet")
+    leftover = tmp_path / "data/processed/.sentences.k1ll3d.tmp"  # what a kill -9 mid-run leaves
+    leftover.mkdir(parents=True)
+    (leftover / "train.parquet").write_bytes(b"half written")
+    other = tmp_path / "data/processed/.other.abc.tmp"  # not tokenize's: left alone
+    other.write_bytes(b"x")
+    report = run_stage("tokenize", str(_params_file(tmp_path)), tmp_path)
+    assert report["leftovers_removed"] == 1
+    assert sorted(p.name for p in (tmp_path / "data/processed").iterdir()) == [".other.abc.tmp", "sentences"]
+
+
+def test_signal_a_second_tokenize_meanwhile_is_refused_in_one_line(tmp_path: Path) -> None:
+    write_petitions(tmp_path / "data/interim/petitions.parquet")
+    with stage_lock(tmp_path, "tokenize"):  # as a running `elmo tokenize` holds it
+        with pytest.raises(StageError, match="another `elmo tokenize` is running in this workspace"):
+            run_stage("tokenize", str(_params_file(tmp_path)), tmp_path)
+    assert not (tmp_path / "data/processed").exists()
+
+
+def _params_file(root: Path) -> Path:
+    (root / "params.yaml").write_text(yaml.safe_dump({"tokenize": {"workers": 1}}))
+    return root / "params.yaml"
