@@ -8,6 +8,7 @@ an interrupted stage exits 130.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import json
 import re
@@ -34,15 +35,30 @@ app.add_typer(params_app, name="params")
 ParamsOpt = typer.Option(DEFAULT_PARAMS_FILE, "--params", "-p", help="params file")
 
 
+def error_message(err: BaseException) -> str:
+    """``err`` as one line; an OSError from the system (read-only, no space, permission, a file
+    where a directory belongs) names its path(s) and the errno."""
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        where = f"{err.filename}" + (f" -> {err.filename2}" if err.filename2 is not None else "")
+        code = errno.errorcode.get(err.errno, str(err.errno))
+        return f"{where}: {err.strerror} ({code})"
+    return str(err)
+
+
 def _fail(err: BaseException) -> None:
     """Print ``err`` as one error message (no traceback) and exit 2 (130 for an interrupted stage)."""
-    typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+    typer.secho(f"error: {error_message(err)}", fg=typer.colors.RED, err=True)
     raise typer.Exit(getattr(err, "exit_code", 2))
 
 
 def run_stage(name: str, params_file: str = DEFAULT_PARAMS_FILE, root: Path | None = None) -> dict:
     """Load params, check its outputs (elmo/params/guard.py), run ``elmo.stages.<name>.run`` and return
-    its report (the one entry point)."""
+    its report (the one entry point).
+
+    Ctrl-C and SIGTERM stop the stage the same way (elmo.errors.signals_as_interrupt): its cleanup
+    runs (temporaries, worker processes, the MLflow run marked KILLED) and it raises
+    :class:`Interrupted` (exit 130)."""
+    from elmo.errors import Interrupted, signals_as_interrupt
     from elmo.log import configure
     from elmo.params import load_params
     from elmo.params.guard import check_stage
@@ -52,7 +68,18 @@ def run_stage(name: str, params_file: str = DEFAULT_PARAMS_FILE, root: Path | No
     root = Path(root or Path.cwd())
     check_stage(name, params, root, Path(params_file).resolve())  # before anything is read or written
     module = importlib.import_module(f"elmo.stages.{name}")
-    return module.run(params, root)
+    with signals_as_interrupt() as seen:
+        try:
+            return module.run(params, root)
+        except KeyboardInterrupt as err:
+            why = seen.received or str(err) or "SIGINT"
+        except SystemExit:  # a library that exits on Ctrl-C (Lightning's trainer.fit)
+            if seen.received is None:
+                raise
+            why = seen.received
+    how = "Ctrl-C" if why == "SIGINT" else why
+    raise Interrupted(f"{name}: interrupted ({how}); nothing half-written was kept (its outputs are as "
+                      "they were before it started); rerun it to go on")
 
 
 def _stage_command(name: str, help_text: str) -> None:
@@ -63,7 +90,7 @@ def _stage_command(name: str, help_text: str) -> None:
         try:
             with stdout_to_stderr():  # stdout carries the JSON report only (elmo/log.py)
                 report = run_stage(name, params)
-        except USER_ERRORS as err:
+        except (*USER_ERRORS, OSError) as err:
             _fail(err)
         typer.echo(json.dumps(report, ensure_ascii=False, indent=2, default=str))
 
@@ -133,7 +160,7 @@ def embed(
         check_replace("embed", uses[1], Path.cwd(), force=force, ours=written_by_embed)
         elmo = Elmo.load(model, tokenizer=Tokenizer.from_params(p.tokenize))
         report = embed_file(elmo, file, dest, layers=not mixed)
-    except (*USER_ERRORS, ValueError) as err:
+    except (*USER_ERRORS, OSError, ValueError) as err:
         _fail(err)
     typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
 
@@ -154,7 +181,7 @@ def predict(
         from elmo.task.classifier import Classifier
 
         results = Classifier.load(model or load_params(params).finetune.out_dir).predict(texts)
-    except (*USER_ERRORS, ValueError, TypeError) as err:
+    except (*USER_ERRORS, OSError, ValueError, TypeError) as err:
         _fail(err)
     if as_json:
         typer.echo(json.dumps(results, ensure_ascii=False, indent=2))
@@ -197,7 +224,7 @@ def rollback(
 
             check_stage("rollback", p, Path.cwd(), params)  # its state file never lands on an input
             out = json.dumps(rb.rollback(p, Path.cwd(), to), ensure_ascii=False, indent=2, default=str)
-    except USER_ERRORS as err:
+    except (*USER_ERRORS, OSError) as err:
         _fail(err)
     typer.echo(out)
 
@@ -223,7 +250,7 @@ def params_set(assignments: list[str], params: str = ParamsOpt) -> None:
 
     try:
         set_params(params, assignments, check=lambda p: check_stages(p, Path.cwd(), Path(params).resolve()))
-    except ParamsError as err:
+    except (ParamsError, OSError) as err:
         _fail(err)
     typer.echo(f"updated {params}: {' '.join(assignments)}")
 
@@ -236,6 +263,7 @@ def serve_dir(
     """Serve a local directory (e.g. the offline mirror) over HTTP on 127.0.0.1 until interrupted."""
     import threading
 
+    from elmo.errors import signals_as_interrupt
     from elmo.httpserve import serve_directory
 
     if not directory.is_dir():
@@ -246,11 +274,14 @@ def serve_dir(
     except OSError as err:
         _fail(OSError(f"serve-dir --port {port}: cannot listen on 127.0.0.1:{port} ({err.strerror or err}); "
                       "is another server using it? choose another --port"))
+    stop = threading.Event()
     try:
-        typer.echo(f"serving {directory} at {url}", err=True)
-        threading.Event().wait()
+        with signals_as_interrupt():  # Ctrl-C and SIGTERM both stop it, closing the socket
+            typer.echo(f"serving {directory} at {url}", err=True)
+            while not stop.wait(0.2):  # with a timeout: a wait without one never sees Ctrl-C
+                pass
     except KeyboardInterrupt:
-        pass
+        typer.echo("stopped", err=True)
     finally:
         server.__exit__(None, None, None)
 

@@ -9,6 +9,8 @@ library imports mlflow for tracking. The same store holds the model registry:
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -63,21 +65,66 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 @contextlib.contextmanager
 def start_run(p: MlflowParams, root: Path, *, stage: str, params: dict[str, Any] | None = None,
               run_name: str | None = None) -> Iterator[Any]:
-    """Open an MLflow run tagged with the stage and git commit, logging ``params`` flattened."""
+    """Open an MLflow run tagged with the stage and git commit, logging ``params`` flattened.
+
+    One run per stage per workspace at a time: a second ``elmo <stage>`` is refused while the
+    first runs (``.elmo/<stage>.lock``), so their files never mix. Holding that lock proves that a
+    run of this stage and workspace still marked RUNNING was killed (kill -9, power loss): it is
+    marked KILLED before the new run opens. Ctrl-C and SIGTERM (KeyboardInterrupt, elmo.cli) end the
+    run KILLED; any other error ends it FAILED.
+    """
     import mlflow
 
-    exp_id = configure(p, root)
-    tags = {"elmo.stage": stage}
-    commit = git_commit(root)
-    if commit:
-        tags["mlflow.source.git.commit"] = commit
-    with mlflow.start_run(experiment_id=exp_id, run_name=run_name or stage, tags=tags) as run:
-        if params:
-            flat = {k: ("null" if v is None else str(v))[:6000] for k, v in flatten(params).items()}
-            items = list(flat.items())
-            for i in range(0, len(items), 100):
-                mlflow.log_params(dict(items[i:i + 100]))
-        yield run
+    from elmo.workspace_lock import stage_lock
+
+    root = Path(root)
+    with stage_lock(root, stage):
+        exp_id = configure(p, root)
+        workspace = str(root.resolve())
+        mark_killed_runs(exp_id, stage, workspace, local_store=sqlite_path(p, root) is not None)
+        tags = {"elmo.stage": stage, "elmo.workspace": workspace, "elmo.host": socket.gethostname(),
+                "elmo.pid": str(os.getpid())}
+        commit = git_commit(root)
+        if commit:
+            tags["mlflow.source.git.commit"] = commit
+        with mlflow.start_run(experiment_id=exp_id, run_name=run_name or stage, tags=tags) as run:
+            try:
+                if params:
+                    flat = {k: ("null" if v is None else str(v))[:6000] for k, v in flatten(params).items()}
+                    items = list(flat.items())
+                    for i in range(0, len(items), 100):
+                        mlflow.log_params(dict(items[i:i + 100]))
+                yield run
+            except (KeyboardInterrupt, SystemExit):  # Ctrl-C, SIGTERM (or a library exiting on them)
+                mlflow.end_run("KILLED")
+                raise
+
+
+def mark_killed_runs(experiment_id: str, stage: str, workspace: str, *, local_store: bool) -> list[str]:
+    """Mark KILLED the runs of ``stage`` in ``workspace`` on this host still RUNNING; the caller holds
+    the stage's lock, so their process is gone. Runs without these tags (older ones) count when the
+    store is the workspace's own SQLite file. Returns their ids."""
+    from elmo.log import get_logger
+
+    c = client()
+    host = socket.gethostname()
+    runs = c.search_runs([experiment_id], filter_string=f"tags.`elmo.stage` = '{stage}' and "
+                         "attributes.status = 'RUNNING'", max_results=1000)
+    killed = []
+    for r in runs:
+        tags = r.data.tags
+        if "elmo.workspace" in tags:
+            if tags["elmo.workspace"] != workspace or tags.get("elmo.host") != host:
+                continue
+        elif not local_store:
+            continue
+        c.set_tag(r.info.run_id, "elmo.ended", "marked KILLED by the next run: its process had died while RUNNING")
+        c.set_terminated(r.info.run_id, "KILLED")
+        killed.append(r.info.run_id)
+    if killed:
+        get_logger(stage).warning("%s: %d earlier run(s) left RUNNING by a killed process marked KILLED: %s",
+                                  stage, len(killed), ", ".join(killed))
+    return killed
 
 
 def client(tracking_uri: str | None = None):
@@ -156,10 +203,21 @@ class NullTracker:
 
 
 def download_artifacts(uri: str) -> Path:
-    """A local copy of the artifacts behind an MLflow URI (``models:/name@alias``, ``runs:/id/path``)."""
-    import mlflow.artifacts
+    """A local copy of the artifacts behind an MLflow URI (``models:/name@alias``, ``runs:/id/path``).
 
-    return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    A URI that names nothing (no such model, version, alias or run; a malformed URI) is a
+    StageError naming the URI and the store it was looked up in."""
+    import mlflow
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
+    from elmo.errors import StageError
+
+    try:
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    except MlflowException as err:
+        why = " ".join(str(err.message if hasattr(err, "message") else err).split())
+        raise StageError(f"{uri}: {why} (MLflow store {mlflow.get_tracking_uri()})") from None
 
 
 def sqlite_path(p: MlflowParams, root: Path) -> Path | None:

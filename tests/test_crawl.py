@@ -523,6 +523,37 @@ def test_killed_crawl_resumes_cleanly(server, archive, tmp_path):
     assert_no_partials(tmp_path / "raw")
 
 
+def test_signal_kill9_mid_crawl_leaves_incomplete_and_clean_refuses(server, archive, tmp_path):
+    # 2019-04 is fetched, 2019-05 stalls mid-body: kill -9 then, with one month of two on disk.
+    server.sticky["petitions_2019-05"] = ("stall", 500)
+    section = {"source": server.url, "out_dir": "raw", "timeout_s": 5.0, "concurrency": 1,
+               "months": ["2019-04", "2019-05"]}
+    clean = {"in_dir": "raw", "out_parquet": "clean.parquet", "quarantine": "q.jsonl", "metrics": "m.json"}
+    proc = _cli(tmp_path, {"crawl": section, "clean": clean})
+    try:
+        _wait_for_partial(tmp_path / "raw", proc)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert (tmp_path / "raw" / "petitions_2019-04").is_file()
+    manifest = json.loads((tmp_path / "raw/manifest.json").read_text())
+    assert list(manifest["files"]) == ["petitions_2019-04"]
+    assert manifest["incomplete"]["reason"] == "running"
+    assert list(manifest["incomplete"]["months"]) == ["petitions_2019-05"]  # what is left to do
+    res = subprocess.run([sys.executable, "-c", "from elmo.cli import app; app()", "clean"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2, res
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in res.stderr, res.stderr
+    assert "manifest.json: the last crawl did not finish" in errors[0] and "petitions_2019-05" in errors[0]
+    assert not (tmp_path / "clean.parquet").exists()
+    server.sticky.clear()
+    crawl.run(make_params(server.url, months=["2019-04", "2019-05"]), tmp_path)  # a finished crawl clears it
+    assert "incomplete" not in json.loads((tmp_path / "raw/manifest.json").read_text())
+
+
 # ------------------------------------------------------------------------------- sources & params
 @pytest.mark.parametrize("bad", ["ftp://example.org/x/", "file:///etc/", "s3://bucket/x", "http:///nohost"])
 def test_only_http_https_and_local_paths_are_accepted(bad):

@@ -4,12 +4,17 @@ and fetch_task against the offline mirror's real YNAT files."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
+from elmo.cli import app
 from elmo.errors import StageError
+from elmo.task import Classifier
 from tiny_elmo import HEADLINES, make_bilm_dir
 
 
@@ -232,3 +237,21 @@ def test_fetch_task_from_the_mirror(mirror_url, tmp_path, repo_root) -> None:
     data = load_task_data(p.finetune.task, tmp_path / p.finetune.task.data_dir)
     assert data["labels"] == ["IT과학", "경제", "사회", "생활문화", "세계", "스포츠", "정치"]
     assert not data["reports"]["train"].skipped and not data["reports"]["dev"].skipped
+
+
+def test_elmo_predict_names_a_text_that_is_not_utf8(finetuned) -> None:
+    root, _, _, _ = finetuned
+    model = str(root / "models/ynat")
+    # bytes that are not UTF-8 in an argument, as a shell passes them
+    res = subprocess.run([sys.executable, "-c", "from elmo.cli import app; app()", "predict", "국회", b"ab\xff cd",
+                          "--model", model], capture_output=True, timeout=120)
+    err = res.stderr.decode("utf-8", "replace")
+    assert res.returncode == 2, err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert errors == ["error: text 1: not valid UTF-8 text: character 2 is the byte 0xff, which is not UTF-8: "
+                      "'ab\\udcff cd'"], err
+    # a lone surrogate (half of a UTF-16 pair), through the command and the Python API
+    res = CliRunner().invoke(app, ["predict", "\ud800 국회", "--model", model])
+    assert res.exit_code == 2 and "text 0: not valid UTF-8 text: character 0 is a lone surrogate U+D800" in res.output
+    with pytest.raises(ValueError, match="text 0: not valid UTF-8"):
+        Classifier.load(model).predict(["\udcff"])

@@ -140,13 +140,13 @@ def test_pyfunc_accepts_the_usual_input_shapes() -> None:
 def test_pyfunc_rejects_rows_that_are_not_texts() -> None:
     from elmo.registry.pyfunc import to_items
 
-    with pytest.raises(ValueError, match="row 1: expected one text"):
+    with pytest.raises(ValueError, match="item 1: expected a text"):
         to_items(["ok", 3], "text", "string")
     with pytest.raises(ValueError, match="shape"):
         to_items(np.array([["a", "b"]], dtype=object), "text", "string")
     with pytest.raises(ValueError, match="expected one named 'text'"):
         to_items(pd.DataFrame({"a": ["x"], "b": ["y"]}), "text", "string")
-    with pytest.raises(ValueError, match="row 0: expected a list of token strings"):
+    with pytest.raises(ValueError, match="item 0: expected a list of token strings"):
         to_items(pd.DataFrame({"tokens": ["not a list"]}), "tokens", "tokens")
 
 

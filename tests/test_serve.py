@@ -142,14 +142,21 @@ def test_champion_served_with_mlflow_models_serve_answers_headlines(tmp_path: Pa
             assert set(got["probs"]) == set(want["probs"])
             assert math.isclose(sum(got["probs"].values()), 1.0, abs_tol=1e-5)
             assert all(math.isclose(got["probs"][k], want["probs"][k], abs_tol=1e-5) for k in want["probs"])
-        # the DataFrame form, with the column named as in the registry's signature
-        r = httpx.post(f"{url}/invocations", json={"dataframe_records": [{"text": "손흥민 시즌 첫 골 기록"}]},
-                       timeout=120)
+        # records with a string text; an empty list answers an empty list
+        r = httpx.post(f"{url}/invocations", json={"inputs": [{"text": "손흥민 시즌 첫 골 기록"}]}, timeout=120)
         assert r.status_code == 200, r.text
         assert r.json()["predictions"][0]["label"] == "스포츠"
-        # a headline with no tokens is refused with the classifier's message; the server keeps serving
-        r = httpx.post(f"{url}/invocations", json={"inputs": ["   "]}, timeout=120)
-        assert r.status_code == 400 and "empty" in r.text
+        r = httpx.post(f"{url}/invocations", json={"inputs": []}, timeout=120)
+        assert r.status_code == 200 and r.json() == {"predictions": []}, r.text
+        # what is not a text is refused, naming the item (nothing is turned into a string)
+        for body in ({"inputs": ["ok", 5]}, {"inputs": [None]}, {"inputs": [True]}, {"inputs": 5}):
+            r = httpx.post(f"{url}/invocations", json=body, timeout=120)
+            assert r.status_code == 400, (body, r.text)
+        assert "item 1: expected a text" in httpx.post(f"{url}/invocations", json={"inputs": ["ok", 5]},
+                                                       timeout=120).json()["message"]
+        # a headline with no tokens is refused with the classifier's message naming it; the server keeps serving
+        r = httpx.post(f"{url}/invocations", json={"inputs": ["국회", "   "]}, timeout=120)
+        assert r.status_code == 400 and "text 1 is empty" in r.json()["message"]
         r = httpx.post(f"{url}/invocations", json={"inputs": ["국회 예산안 통과"]}, timeout=120)
         assert r.status_code == 200 and r.json()["predictions"][0]["label"] == "정치"
     finally:

@@ -9,7 +9,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
+from elmo.cli import app
+from elmo.errors import StageError
+from elmo.task.data import read_records
 from test_finetune import klue_files
 from tiny_elmo import make_bilm_dir
 
@@ -98,3 +102,47 @@ def test_predict_defaults_to_the_tasks_model(two_tasks, monkeypatch) -> None:
     res = CliRunner().invoke(app, ["predict", "정말 최악이다", "--json", "--params", str(pfile)])
     assert res.exit_code == 0, res.output
     assert set(json.loads(res.output)[0]["probs"]) == {"0", "1", "2"}
+
+
+# --- an unclosed quote (issue 22): named by the line where it opened, whatever invalid_records says --
+def _quoted_rows(sep: str, bad_line: int = 51, n: int = 700) -> str:
+    """A header and ``n`` records; every 10th title is quoted (holding the separator); the record on
+    file line ``bad_line`` opens a quote it never closes, so a later quote closes it."""
+    lines = ["title" + sep + "label"]
+    for i in range(2, n + 2):
+        if i == bad_line:
+            lines.append('"열린 따옴표 제목' + sep + "정치")
+        elif i % 10 == 0:
+            lines.append(f'"따옴표{sep} 있는 제목 {i}"' + sep + "경제")
+        else:
+            lines.append(f"제목 {i}" + sep + "사회")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("fmt, sep", [("csv", ","), ("tsv", "\t")])
+@pytest.mark.parametrize("policy", ["error", "skip"])
+def test_unclosed_quote_names_the_line_it_opened_on_whatever_invalid_records_says(tmp_path, fmt, sep,
+                                                                                    policy) -> None:
+    f = tmp_path / f"dev.{fmt}"
+    f.write_text(_quoted_rows(sep), encoding="utf-8")
+    with pytest.raises(StageError, match=rf"dev\.{fmt}: line 51: not valid {fmt.upper()}: unclosed quote") as err:
+        read_records(f, text_field="title", label_field="label", invalid_records=policy)
+    assert "\n" not in str(err.value)
+    f.write_text(_quoted_rows(sep, bad_line=10_000), encoding="utf-8")  # the same file without it reads fine
+    records, _ = read_records(f, text_field="title", label_field="label", invalid_records=policy)
+    assert len(records) == 700 and records[8].text == " ".join(f"따옴표{sep} 있는 제목 10".split())
+
+
+def test_fetch_task_refuses_an_unclosed_quote_even_with_invalid_records_skip(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src/train.csv").write_text(_quoted_rows(",", bad_line=10_000), encoding="utf-8")
+    (tmp_path / "src/dev.csv").write_text(_quoted_rows(","), encoding="utf-8")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"finetune": {"task": {
+        "name": "quotes", "source": "src", "train_file": "train.csv", "dev_file": "dev.csv", "id_field": None,
+        "invalid_records": "skip"}}}))
+    res = CliRunner().invoke(app, ["fetch_task"])
+    assert res.exit_code == 2, res.output
+    errors = [line[line.index("error: "):] for line in res.output.splitlines() if "error: " in line]
+    assert len(errors) == 1 and "dev.csv: line 51: not valid CSV: unclosed quote" in errors[0], res.output
+    assert not (tmp_path / "data/task/quotes/dev.csv").exists()

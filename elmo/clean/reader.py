@@ -2,7 +2,7 @@
 
 A file missing, changed since it was fetched, or present without being in the manifest is an
 error (a hand-edited raw directory would otherwise change the data silently), and so is a manifest
-of a crawl that failed or was interrupted (``incomplete``): clean would silently run on part of the
+of a crawl that failed, was interrupted or killed (``incomplete``): clean would silently run on part of the
 months. Months the source did not have (``missing``, with ``crawl.allow_missing_months``) are named
 in clean's report.
 """
@@ -35,7 +35,8 @@ def read_manifest(in_dir: Path) -> dict:
         months = incomplete.get("months") if isinstance(incomplete, dict) else None
         names = ", ".join(sorted(months)) if isinstance(months, dict) else "?"
         reason = incomplete.get("reason", "failed") if isinstance(incomplete, dict) else "failed"
-        raise StageError(f"{path}: the last crawl {reason} (months not fetched: {names}); "
+        what = ("did not finish (killed, or still running)" if reason == "running" else reason)
+        raise StageError(f"{path}: the last crawl {what} (months not fetched: {names}); "
                          "rerun `elmo crawl` until it succeeds, then clean")
     return data
 

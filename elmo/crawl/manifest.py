@@ -6,15 +6,18 @@
      "files": {"petitions_2019-04": {"url", "bytes", "sha256", "lines", "fetched_at",
                                      "etag"?, "last_modified"?, "content_length"?}, ...},
      "missing": ["petitions_2018-01", ...],      # listed months the source answered 404 for
-     "incomplete": {"reason": "failed" | "interrupted", "months": {name: why}}}   # only after a
-                                                 # crawl that did not finish; clean refuses it
+     "incomplete": {"reason": "running" | "failed" | "interrupted", "months": {name: why}}}
+                                                 # while a crawl runs and after one that did not
+                                                 # finish; clean refuses it
 
 An entry may also hold ``bad_lines`` (and ``first_bad_line``): lines of a month that the source
 serves as they are (the same bytes twice, see elmo/crawl/fetch.py); clean quarantines them.
 
-It changes only when a file changes: re-checking an unchanged source rewrites identical bytes,
-so DVC sees the same directory and nothing downstream reruns. Updated after every finished file
-(so an interrupted crawl resumes where it stopped); thread-safe.
+A crawl writes ``incomplete`` (reason ``running``, the months still to check) before it touches
+anything else and clears it only once every month is done, so a crawl killed outright (kill -9,
+power loss) leaves a manifest that says so. A finished crawl of an unchanged source still leaves
+identical bytes, so DVC sees the same directory and nothing downstream reruns. Updated after every
+finished file (so an interrupted crawl resumes where it stopped); thread-safe.
 """
 
 from __future__ import annotations
@@ -71,7 +74,8 @@ class Manifest:
         return out
 
     def mark_incomplete(self, reason: str, months: dict[str, str]) -> None:
-        """Record that this crawl did not finish (``failed`` or ``interrupted``) and which months."""
+        """Record that this crawl has not finished (``running``: before its first write; ``failed``,
+        ``interrupted``) and which months."""
         with self._lock:
             self.incomplete = {"reason": reason, "months": dict(sorted(months.items()))}
             self._save_locked()
@@ -79,6 +83,8 @@ class Manifest:
     def record(self, name: str, entry: dict[str, Any]) -> None:
         with self._lock:
             self.files[name] = entry
+            if self.incomplete and self.incomplete.get("reason") == "running":
+                self.incomplete["months"].pop(name, None)  # what is left to do, should we be killed
             self._save_locked()
 
     def retain(self, names: set[str], missing: list[str]) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 
 import mlflow.pyfunc
 import pandas as pd
+from mlflow.exceptions import MlflowException
 
 from elmo.errors import StageError
 
@@ -38,8 +39,38 @@ def import_loader(spec: str):
     return obj
 
 
+def _text(value: Any, column: str, i: int) -> str:
+    if isinstance(value, dict) and column in value:  # a record {"text": "..."}
+        value = value[column]
+    if not isinstance(value, str):
+        raise ValueError(f"item {i}: expected a text (a string, or a record with a string {column!r}), "
+                         f"got {_shown(value)}")
+    return value
+
+
+def _tokens(value: Any, column: str, i: int) -> list[str]:
+    import numpy as np
+
+    if isinstance(value, dict) and column in value:  # a record {"tokens": [...]}
+        value = value[column]
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if not isinstance(value, (list, tuple)) or not all(isinstance(t, str) for t in value):
+        raise ValueError(f"item {i}: expected a list of token strings (or a record with one in {column!r}), "
+                         f"got {_shown(value)}")
+    return list(value)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:60] + '…' if len(text) > 60 else text}"
+
+
 def to_items(model_input: Any, column: str, input_type: str) -> list:
-    """The pyfunc input (DataFrame, list, array, dict, str) as a list of texts or token lists."""
+    """The pyfunc input as a list of texts (``input_type`` "string") or token lists ("tokens"),
+    validated like the Python API: a list whose items are each a text (token list) or a record
+    holding one under ``column``; a DataFrame (one column, or one named ``column``) also works.
+    Anything else is a ValueError naming the first bad item (nothing is converted to a string)."""
     import numpy as np
 
     if isinstance(model_input, pd.DataFrame):
@@ -54,6 +85,8 @@ def to_items(model_input: Any, column: str, input_type: str) -> list:
             raise ValueError(f"input has keys {list(model_input)}; expected {column!r}")
         values = list(model_input[column])
     elif isinstance(model_input, str):
+        if input_type != "string":
+            raise ValueError(f"expected a list of token lists, got one string {_shown(model_input)}")
         values = [model_input]
     elif isinstance(model_input, np.ndarray):
         if input_type == "string" and model_input.ndim == 2 and model_input.shape[1] == 1:
@@ -61,21 +94,13 @@ def to_items(model_input: Any, column: str, input_type: str) -> list:
         if input_type == "string" and model_input.ndim != 1:
             raise ValueError(f"expected one text per row, got an array of shape {model_input.shape}")
         values = model_input.tolist()
-    else:
+    elif isinstance(model_input, (list, tuple)):
         values = list(model_input)
-    items = []
-    for i, value in enumerate(values):
-        if input_type == "string":
-            if not isinstance(value, str):
-                raise ValueError(f"row {i}: expected one text (str), got {type(value).__name__}")
-            items.append(value)
-        else:
-            if isinstance(value, np.ndarray):
-                value = value.tolist()
-            if not isinstance(value, (list, tuple)) or not all(isinstance(t, str) for t in value):
-                raise ValueError(f"row {i}: expected a list of token strings")
-            items.append(list(value))
-    return items
+    else:
+        raise ValueError(f"expected a list of {'texts' if input_type == 'string' else 'token lists'}, "
+                         f"got {_shown(model_input)}")
+    one = _text if input_type == "string" else _tokens
+    return [one(value, column, i) for i, value in enumerate(values)]
 
 
 class DirModel(mlflow.pyfunc.PythonModel):
@@ -87,11 +112,16 @@ class DirModel(mlflow.pyfunc.PythonModel):
         self._input_type = cfg.get("input_type", "string")
         self._model = import_loader(cfg["loader"]).load(context.artifacts["model_dir"])
 
-    # The schema is the explicit signature (signature() below); under it MLflow hands predict a
-    # DataFrame. The hint says so (and tells MLflow not to infer a schema from hints).
-    def predict(self, context, model_input: pd.DataFrame, params=None):  # pyfunc signature
-        items = to_items(model_input, self._column, self._input_type)
-        results = list(self._model.predict(items))
+    # The type hint is the model's signature: MLflow's scoring server then hands predict the JSON
+    # list of ``{"inputs": [...]}`` as it is (no schema converts 5 or null into a string, and
+    # ``[]`` is allowed), so the input is checked here, like the Python API checks it. A bad input is
+    # an MlflowException INVALID_PARAMETER_VALUE: HTTP 400 with this message, naming the item.
+    def predict(self, context, model_input: list[Any], params=None):  # pyfunc signature
+        try:
+            items = to_items(model_input, self._column, self._input_type)
+            results = list(self._model.predict(items)) if items else []
+        except (ValueError, TypeError) as err:  # the loader's own checks (e.g. "text 1 is empty") included
+            raise MlflowException.invalid_parameter_value(str(err)) from None
         if len(results) != len(items):
             raise ValueError(f"the model answered {len(results)} results for {len(items)} inputs")
         return results
@@ -111,16 +141,6 @@ def pinned(requirements: list[str]) -> list[str]:
     return out
 
 
-def signature(column: str, input_type: str):
-    from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, DataType, Schema
-    from mlflow.types.schema import Array
-
-    if input_type == "string":  # unnamed: accepts {"inputs": [...]} as well as a DataFrame
-        return ModelSignature(inputs=Schema([ColSpec(DataType.string)]))
-    return ModelSignature(inputs=Schema([ColSpec(Array(DataType.string), column)]))
-
-
 def log_dir_model(*, name: str, model_dir: Path, loader: str, input_column: str, input_type: str,
                   code_paths: list[Path], pip_requirements: list[str]):
     """Log the directory as a pyfunc model in the active run; returns mlflow's ModelInfo."""
@@ -130,6 +150,8 @@ def log_dir_model(*, name: str, model_dir: Path, loader: str, input_column: str,
     with warnings.catch_warnings():
         # the example is checked by smoke_test(): mlflow's advice to log one does not apply
         warnings.filterwarnings("ignore", message=".*input example.*")
+        # list[Any] on purpose: DirModel.predict checks the items itself (MLflow would stringify them)
+        warnings.filterwarnings("ignore", message=".*Any type hint is inferred as AnyType.*")
         return _log(name, model_dir, loader, input_column, input_type, code_paths, pip_requirements)
 
 
@@ -141,16 +163,14 @@ def _log(name, model_dir, loader, input_column, input_type, code_paths, pip_requ
         code_paths=[str(p) for p in code_paths] or None,
         pip_requirements=pinned(pip_requirements),
         model_config={"loader": loader, "input_column": input_column, "input_type": input_type},
-        signature=signature(input_column, input_type),
-    )
+    )  # the signature comes from DirModel.predict's type hint
 
 
 def smoke_test(model_uri: str, example: list, *, input_column: str, input_type: str) -> list:
     """Load the logged model the way a server does and check its answers to ``example``."""
     try:
         model = mlflow.pyfunc.load_model(model_uri)
-        data = example if input_type == "string" else pd.DataFrame({input_column: example})
-        results = list(model.predict(data))
+        results = list(model.predict(list(example)))
     except Exception as err:  # whatever the loader raises, say which model failed
         raise StageError(f"the logged model {model_uri} does not load or predict: {type(err).__name__}: {err}") from err
     if len(results) != len(example):

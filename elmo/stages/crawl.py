@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import signal
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -35,7 +34,7 @@ from elmo.crawl.manifest import MANIFEST_NAME, Manifest
 from elmo.crawl.retry import RetryPolicy
 from elmo.crawl.source import LISTING_NAME, MONTH_FILE_RE, Source, month_file, month_of, overlap, parse_listing
 from elmo.crawl.verify import verify_month_file
-from elmo.errors import Interrupted, StageError
+from elmo.errors import Interrupted, StageError, signals_as_interrupt
 from elmo.params import Params
 from elmo.params.crawl import CrawlParams
 
@@ -78,23 +77,6 @@ def _exclusive(out: Path):
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """Let SIGTERM (a scheduler stopping us) clean up like Ctrl-C does."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _fetch_all(
@@ -219,7 +201,7 @@ def run(params: Params, root: Path) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     policy = RetryPolicy.from_params(p)
     t0 = time.monotonic()
-    with _exclusive(out), _sigterm_as_interrupt():
+    with _exclusive(out), signals_as_interrupt():
         leftovers = _remove_leftovers(out)
         client = make_client(policy, max_connections=p.concurrency) if src.kind == "http" else None
         names: list[str] = []
@@ -229,6 +211,9 @@ def run(params: Params, root: Path) -> dict[str, Any]:
             manifest = Manifest.load(out / MANIFEST_NAME, p.source)
             manifest.source = p.source
             owned = set(manifest.files)  # what earlier crawls wrote here: the only files it may remove
+            # Before the first byte lands: a crawl killed outright (kill -9) leaves this marker, so
+            # clean refuses the directory until a crawl finishes (retain() clears it).
+            manifest.mark_incomplete("running", {n: "not checked yet (crawl running or killed)" for n in names})
             results, missing, failures = _fetch_all(names, src, out, manifest, p, policy, client)
         except KeyboardInterrupt as err:
             raise _interrupted(err, manifest, names, out) from None

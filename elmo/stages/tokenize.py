@@ -34,6 +34,7 @@ from elmo.errors import StageError
 from elmo.io import atomic_path, atomic_write_json
 from elmo.text.parallel import STAT_KEYS, merge_parts, resolve_workers, tokenize_to_parquet
 from elmo.text.tokenizer import Tokenizer
+from elmo.workspace_lock import stage_lock
 
 FANOUT_SHARD_CHARS = 1_000_000  # characters per fan-out shard (plan_shards)
 
@@ -105,11 +106,26 @@ def run(params, root: Path) -> dict:
     df = read_petitions(in_path, list(p.fields))
     workers = resolve_workers(p.workers)
     t0 = time.perf_counter()
-    with atomic_path(root / p.out_dir) as tmp:
-        tmp.mkdir()
-        stats = _tokenize_rows(p, df, tmp, workers, progress=True)
-        metrics = _finish(p, root, in_path, df.height, tmp, stats)
-    return _report(p, root, metrics, time.perf_counter() - t0, workers)
+    with stage_lock(root, "tokenize"):  # so the temporaries found here are no other run's
+        leftovers = remove_leftovers(root / p.out_dir)
+        with atomic_path(root / p.out_dir) as tmp:
+            tmp.mkdir()
+            stats = _tokenize_rows(p, df, tmp, workers, progress=True)
+            metrics = _finish(p, root, in_path, df.height, tmp, stats)
+    return {**_report(p, root, metrics, time.perf_counter() - t0, workers), "leftovers_removed": leftovers}
+
+
+def remove_leftovers(out: Path) -> int:
+    """Remove the temporary outputs (``.<out_dir name>.*.tmp``, elmo/io.py) of a run that was killed
+    (kill -9: no cleanup ran); Ctrl-C and SIGTERM remove their own. Returns how many."""
+    n = 0
+    for leftover in out.parent.glob(f".{out.name}.*.tmp") if out.parent.is_dir() else ():
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover)
+        else:
+            leftover.unlink(missing_ok=True)
+        n += 1
+    return n
 
 
 # --- the shard protocol of flows/fanout.py -----------------------------------------------------

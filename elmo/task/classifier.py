@@ -128,6 +128,7 @@ class Classifier:
         for i, text in enumerate(texts):
             if not isinstance(text, str):
                 raise TypeError(f"text {i}: expected a string, got {type(text).__name__}")
+            _check_unicode(text, i)
             toks = self.tokenizer.tokenize(normalize_text(text))[: self.max_tokens]
             if not toks:
                 raise ValueError(f"text {i} is empty (no tokens after analysis): {text!r}")
@@ -157,6 +158,18 @@ class Classifier:
         probs = self.predict_proba(texts)
         return [{"label": self.labels[int(p.argmax())], "probs": {lab: float(q) for lab, q in zip(self.labels, p)}}
                 for p in probs]
+
+
+def _check_unicode(text: str, i: int) -> None:
+    """A text the tagger can read: no lone surrogate (Python's stand-in for bytes that are not UTF-8,
+    e.g. in a command-line argument, or half of a UTF-16 pair)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        c = ord(text[err.start])
+        what = (f"the byte 0x{c - 0xDC00:02x}, which is not UTF-8" if 0xDC80 <= c <= 0xDCFF
+                else f"a lone surrogate U+{c:04X}")
+        raise ValueError(f"text {i}: not valid UTF-8 text: character {err.start} is {what}: {text!r}") from None
 
 
 class _MemoryLayers:

@@ -9,8 +9,9 @@ line (1-based; for a JSON array, the line where the record starts) and the field
   or label field, or one of the wrong type -> ``StageError`` (``invalid_records: error``) or a
   counted skip (``skip``);
 * an empty text -> a counted skip (``empty_text: skip``) or an error;
-* a JSON syntax error, or a CSV/TSV the csv module cannot read (an unclosed quote) -> always an
-  error (nothing after it can be trusted).
+* a JSON syntax error, or a CSV/TSV the csv module cannot read -> always an error (nothing after
+  it can be trusted); an unclosed quote is named by the line where it opened (also when a later
+  quote closes it: a record that runs over several lines to the wrong number of columns).
 
 CSV and TSV have a header row naming the columns; the separator is ``,`` for csv, a tab for tsv, or
 ``finetune.task.delimiter``. Labels may be strings or integers (``0``, ``1``, ... in JSON, or any
@@ -143,30 +144,49 @@ def _iter_csv(path: Path, report: ReadReport, policy: str, required: list[str], 
               ) -> Iterator[tuple[int, Any]]:
     kind = "TSV" if delimiter == "\t" else "CSV"
     with open(path, encoding="utf-8-sig", newline="") as fh:
-        reader = csv.reader(fh, delimiter=delimiter)
-        try:
-            yield from _csv_rows(path, reader, report, policy, required)
-        except csv.Error as err:
-            raise StageError(f"{path}: line {reader.line_num}: not valid {kind}: {err} (an unclosed quote? "
-                             "finetune.task.delimiter sets the separator)") from None
+        # strict: a closing quote followed by anything but the separator is an error, so an unclosed
+        # quote cannot silently swallow the lines up to some later quote
+        reader = csv.reader(fh, delimiter=delimiter, strict=True)
+        yield from _csv_rows(path, reader, report, policy, required, kind)
 
 
-def _csv_rows(path: Path, reader, report: ReadReport, policy: str, required: list[str]
+def _unclosed(path: Path, kind: str, opened: int, upto: int, detail: str) -> StageError:
+    return StageError(f"{path}: line {opened}: not valid {kind}: unclosed quote (the quoted field opened on "
+                      f"line {opened} is still open at line {upto}: {detail}); whatever "
+                      "finetune.task.invalid_records says, nothing after it can be trusted")
+
+
+def _csv_rows(path: Path, reader, report: ReadReport, policy: str, required: list[str], kind: str,
               ) -> Iterator[tuple[int, Any]]:
-    try:
-        header = next(reader)
-    except StopIteration:
+    start = 1  # the line the next record starts on
+
+    def read() -> list[str] | None:
+        try:
+            return next(reader)
+        except StopIteration:
+            return None
+        except csv.Error as err:
+            if reader.line_num > start or "unexpected end of data" in str(err):
+                raise _unclosed(path, kind, start, reader.line_num, str(err)) from None
+            raise StageError(f"{path}: line {start}: not valid {kind}: {err} (a quote inside a quoted field "
+                             "is written twice; finetune.task.delimiter sets the separator)") from None
+
+    header = read()
+    if header is None:
         return
     missing = [f for f in required if f not in header]
     if missing:
         raise StageError(f"{path}: line 1: the header has no column {', '.join(map(repr, missing))} "
                          f"(columns: {', '.join(header)})")
     start = reader.line_num + 1
-    for row in reader:
+    while (row := read()) is not None:
         lineno, start = start, reader.line_num + 1
         if not row or row == [""]:
             continue
         if len(row) != len(header):
+            if reader.line_num > lineno:  # one record over several lines, the wrong width: a quote ran on
+                raise _unclosed(path, kind, lineno, reader.line_num,
+                                f"the record has {len(row)} columns, the header {len(header)}")
             msg = f"{path}: line {lineno}: {len(row)} columns, the header has {len(header)}"
             if policy == "error":
                 raise StageError(msg)

@@ -14,8 +14,13 @@ petition, over its fields in order, e.g. title then content), ``tokens`` list<st
 from __future__ import annotations
 
 import collections
+import contextlib
+import ctypes
 import multiprocessing
 import os
+import signal
+import sys
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -84,6 +89,11 @@ _TOKENIZER: Tokenizer | None = None
 
 def _init_worker(config: dict) -> None:
     global _TOKENIZER
+    # The parent decides when workers stop (stop_workers): Ctrl-C in a terminal reaches the whole
+    # process group, and a worker's KeyboardInterrupt would only print a traceback. Should the parent
+    # die without cleaning up (kill -9), Linux ends the worker too.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
     _TOKENIZER = Tokenizer.from_config(config)
     _TOKENIZER.tagger  # load the dictionary / start the JVM once per process
 
@@ -128,6 +138,41 @@ def tokenize_shard(shard: Shard) -> ShardResult:
     return ShardResult(batches, stats, chars)
 
 
+def _die_with_parent() -> None:
+    """Linux: SIGTERM this process when its parent dies (PR_SET_PDEATHSIG); elsewhere nothing."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+
+
+def stop_workers(pool: ProcessPoolExecutor, timeout_s: float = 10.0) -> None:
+    """End a pool's worker processes now (terminate, then kill) and wait for them: on an interrupt
+    nothing they compute is wanted, and none may outlive the stage."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        with contextlib.suppress(Exception):
+            proc.terminate()
+    deadline = time.monotonic() + timeout_s
+    for proc in procs:
+        proc.join(max(0.0, deadline - time.monotonic()))
+        if proc.is_alive():
+            proc.kill()
+            proc.join(5)
+
+
+def _result(fut: Future, poll_s: float = 0.25):
+    """``fut.result()``, waiting in slices: a wait without a timeout would not run the main thread's
+    signal handlers (Ctrl-C, SIGTERM) until the shard is done when the signal reached another thread."""
+    while True:
+        try:
+            return fut.result(timeout=poll_s)
+        except TimeoutError:
+            if fut.done():
+                raise  # the shard itself raised TimeoutError
+            continue
+
+
 def _ordered_results(shards: list[Shard], tokenizer: Tokenizer, workers: int) -> Iterator[ShardResult]:
     global _TOKENIZER
     if workers <= 1:
@@ -148,13 +193,16 @@ def _ordered_results(shards: list[Shard], tokenizer: Tokenizer, workers: int) ->
             while pending:
                 shard, fut = pending.popleft()
                 try:
-                    result = fut.result()
+                    result = _result(fut)
                 except BrokenProcessPool as err:
                     raise StageError(f"a tokenize worker died (rows {shard.start}..): {err}") from err
                 nxt = next(todo, None)
                 if nxt is not None:
                     pending.append((nxt, pool.submit(tokenize_shard, nxt)))
                 yield result
+        except BaseException:  # Ctrl-C / SIGTERM (elmo.cli.run_stage), an error, or the consumer gone
+            stop_workers(pool)
+            raise
         finally:
             for _, fut in pending:
                 fut.cancel()
@@ -213,8 +261,9 @@ def tokenize_to_parquet(
     writers = {s: _SplitWriter(Path(out_dir) / f"{s}.parquet") for s in SPLITS}
     try:
         with tqdm(total=total_chars, unit="char", unit_scale=True, desc=f"tokenize ({workers} workers)",
-                  disable=not progress, mininterval=1.0) as bar:
-            for result in _ordered_results(shards, tokenizer, workers):
+                  disable=not progress, mininterval=1.0) as bar, \
+                contextlib.closing(_ordered_results(shards, tokenizer, workers)) as results:
+            for result in results:
                 for s, batch in result.batches.items():
                     writers[s].add(batch)
                 for s, st in result.stats.items():
