@@ -102,6 +102,14 @@ def build_arrays(vocab: Vocabulary, tables: dict[str, pl.DataFrame], out_dir: st
     return stats
 
 
+def read_types(arrays_dir: str | Path) -> list[str]:
+    """The token types from type id 4 on (``types.txt``), in type-id order."""
+    path = Path(arrays_dir) / TYPES_TXT
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file (rebuild with `elmo vocab`)")
+    return path.read_text(encoding="utf-8").splitlines()
+
+
 class SentenceArrays:
     """Read-only, memory-mapped view of one split (opened lazily: cheap to pickle to workers)."""
 
@@ -123,6 +131,18 @@ class SentenceArrays:
             if not (self.dir / name).is_file():
                 raise FileNotFoundError(f"{self.dir / name}: no such file (rebuild with `elmo vocab`)")
         self._arrays: dict[str, np.ndarray] | None = None
+        self._type_tables: tuple[np.ndarray, np.ndarray] | None = None
+
+    def with_type_tables(self, type_chars: np.ndarray, type_words: np.ndarray) -> SentenceArrays:
+        """The same sentences (type ids) read through other type tables: another vocabulary's
+        characters and word ids for the same token types (pretrain's ``init: previous``)."""
+        if len(type_chars) != self.meta["n_types"] or len(type_words) != self.meta["n_types"]:
+            raise ValueError(f"{self.dir}: type tables of {len(type_words)} types for {self.meta['n_types']}")
+        other = SentenceArrays.__new__(SentenceArrays)
+        other.__dict__.update(self.__getstate__())
+        other._type_tables = (np.ascontiguousarray(type_chars, dtype=np.int64),
+                              np.ascontiguousarray(type_words, dtype=np.int64))
+        return other
 
     def _open(self) -> dict[str, np.ndarray]:
         if self._arrays is None:
@@ -137,6 +157,8 @@ class SentenceArrays:
             # The type tables are small and hit at random: keep them in memory as the collate dtypes.
             arrays["type_chars"] = np.ascontiguousarray(arrays["type_chars"], dtype=np.int64)
             arrays["type_words"] = np.ascontiguousarray(arrays["type_words"], dtype=np.int64)
+            if self._type_tables is not None:
+                arrays["type_chars"], arrays["type_words"] = self._type_tables
             n = self.meta["splits"][self.split]
             if len(arrays["offsets"]) != n["sentences"] + 1 or len(arrays["tokens"]) != n["tokens"]:
                 raise StageError(f"{self.dir}: {self.split} arrays do not match {ARRAYS_JSON}; "

@@ -43,6 +43,34 @@ class SentenceDataset(Dataset):
     def collate(self, seqs: list[np.ndarray]) -> Batch:
         return collate_types(seqs, self.arrays.type_chars, self.arrays.type_words)
 
+    def with_type_tables(self, type_chars: np.ndarray, type_words: np.ndarray) -> SentenceDataset:
+        """The same sentences through another vocabulary's type tables (``Vocabulary.type_table`` of
+        ``elmo.data.arrays.read_types``): see :meth:`SentenceArrays.with_type_tables`."""
+        other = SentenceDataset.__new__(SentenceDataset)
+        other.arrays = self.arrays.with_type_tables(type_chars, type_words)
+        return other
+
+
+class SentenceSubset:
+    """Some sentences of a :class:`SentenceDataset` (by index), with the interface the batch
+    planners use (``lengths``, ``__getitems__``, ``collate``): e.g. one month's valid sentences."""
+
+    def __init__(self, dataset: SentenceDataset, indices: np.ndarray) -> None:
+        self.dataset, self.indices = dataset, np.asarray(indices, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return self.dataset.lengths[self.indices]
+
+    def __getitems__(self, indices: list[int]) -> list[np.ndarray]:
+        return self.dataset.__getitems__([int(self.indices[i]) for i in indices])
+
+    def collate(self, seqs: list[np.ndarray]) -> Batch:
+        return self.dataset.collate(seqs)
+
 
 def make_loader(dataset: SentenceDataset, *, batch_size: int | None = None, max_tokens: int | None = None,
                 shuffle: bool = True, seed: int = 0, drop_last: bool = False, num_workers: int = 0,

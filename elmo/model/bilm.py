@@ -172,3 +172,18 @@ class BiLM(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+    def with_chars(self, n_chars: int) -> BiLM:
+        """A copy whose character embedding has ``n_chars`` rows (characters added to the vocabulary:
+        finetune's adapt, pretrain's ``init: previous``); the added rows start as <unk>'s, so the copy
+        computes exactly what this biLM computes until they are trained."""
+        from elmo.vocab.chars import UNK
+
+        old = self.token_encoder.embed.weight.detach()
+        grown = BiLM(self.config.replace(n_chars=n_chars))
+        state = self.state_dict()
+        emb = old[UNK].expand(n_chars, -1).clone()
+        emb[: old.shape[0]] = old
+        state["token_encoder.embed.weight"] = emb
+        grown.load_state_dict(state)
+        return grown

@@ -107,6 +107,14 @@ def _deep_merge(base: dict, over: dict) -> dict:
     return out
 
 
+class InitTrainParams(Section):
+    """How an ``init: previous`` run trains: the selected preset's train settings with a smaller budget
+    and peak lr (the schedule, warmup included, is the preset's, scaled to the shorter run)."""
+
+    steps_fraction: float = Field(0.25, gt=0, le=1)  # max_steps (and warmup_steps) = this x the preset's
+    lr_scale: float = Field(0.5, gt=0)  # peak lr = this x the preset's lr
+
+
 class PretrainParams(Section):
     vocab_dir: str = "data/processed/vocab"  # what the vocab stage writes (vocab.out_dir)
     arrays_dir: str = "data/processed/arrays"  # ... and its training arrays (vocab.arrays_dir)
@@ -116,6 +124,13 @@ class PretrainParams(Section):
     plots_dir: WorkspacePath = "plots/pretrain"  # loss.csv, perplexity.csv (dvc plots)
     resume: bool = runtime_only(True)  # continue an interrupted run of the same config, data and code
     preset: str = "small"  # a built-in preset (tiny, small, medium, full) or one you add under presets
+    # scratch: random weights, the vocab stage's vocabulary. previous: continue from the biLM already in
+    # out_dir (DVC keeps it: persist), its word vocabulary kept, missing characters added; scratch if none
+    init: Literal["scratch", "previous"] = "scratch"
+    init_train: InitTrainParams = InitTrainParams()
+    # clean's table (clean.out_parquet): the month of each petition, for the months the biLM has seen
+    # (its config.json) and the drift report of a biLM meeting months it has never seen
+    petitions: str = "data/interim/petitions.parquet"
     presets: dict[str, PresetParams] = Field(default_factory=builtin_presets)
     trainer: TrainerParams = TrainerParams()
 

@@ -13,8 +13,16 @@ GPUs, one or several processes or nodes) and writes, each atomically:
   ``perplexity.csv`` (step, valid_ppl, valid_ppl_fwd, valid_ppl_bwd) for ``dvc plots``,
 
 and one MLflow run (params, per-step loss, lr, tokens/s, gradient norm per layer, validation
-perplexity, final metrics, the plot tables). Checkpoints go to ``pretrain.checkpoint_dir``; an
-interrupted run of the same config, data and code resumes there (elmo.train.checkpoints).
+perplexity, final metrics, the drift report, the plot tables). Checkpoints go to
+``pretrain.checkpoint_dir``; an interrupted run of the same config, data and code resumes there
+(elmo.train.checkpoints).
+
+``pretrain.init`` (elmo/train/init.py): ``scratch`` starts from random weights; ``previous``
+continues from the biLM already in ``out_dir`` (DVC keeps it: ``persist``), with its vocabulary,
+for ``pretrain.init_train``'s share of the preset's steps; scratch when there is none (logged, and
+``init`` in the metrics says which was used and from what). Whenever a previous biLM is there, the
+metrics' ``drift`` holds its perplexity and OOV rate on the valid sentences of the months it has
+never seen, and the new biLM's on the same sentences (elmo/train/drift.py).
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import csv
 import io
 import math
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,14 +110,84 @@ def load_inputs(vocab_dir: Path, arrays_dir: Path) -> Inputs:
     return Inputs(vocab, data)
 
 
-def run_fingerprint(config: BiLMConfig, train, seed: int, settings, trainer: TrainerParams, inputs: Inputs) -> str:
-    """What a checkpoint must match to be resumed: model, training, seed, processes, trainer, data, code."""
+def run_fingerprint(config: BiLMConfig, train, seed: int, settings, trainer: TrainerParams, inputs: Inputs,
+                    init: dict | None = None) -> str:
+    """What a checkpoint must match to be resumed: model, training, seed, processes, trainer, data, code,
+    and for an ``init: previous`` run the weights it started from."""
     from elmo.train.checkpoints import code_hash, fingerprint
 
     return fingerprint({"config": config.to_dict(), "train": train.model_dump(), "seed": seed,
                         "world": settings.world, "accelerator": settings.accelerator,
                         "trainer": trainer_fingerprint(trainer), "vocab_sha256": inputs.vocab.sha256,
-                        "arrays": inputs.arrays_meta, "code": code_hash()})
+                        "arrays": inputs.arrays_meta, "code": code_hash(), **({"init": init} if init else {})})
+
+
+def read_months(path: Path):
+    """Each petition's month (clean's table), or None when the table is not there (a workspace
+    without clean's output: the biLM then records no months and there is no drift report)."""
+    from elmo.train.drift import petition_months
+
+    if not path.is_file():
+        log.warning(f"pretrain.petitions: {path} not found: the biLM records no months, no drift report")
+        return None
+    return petition_months(path)
+
+
+def choose_init(p, root: Path, inputs: Inputs, preset):
+    """(the previous biLM or None, the ``init`` report). The previous biLM is loaded whenever there is
+    one that fits (``init: scratch`` too: the drift report measures it); it is trained on only with
+    ``init: previous``."""
+    from elmo.train.init import PREVIOUS, SCRATCH, load_previous
+
+    prev, why = load_previous(root / p.out_dir, inputs.vocab, root / p.arrays_dir, inputs.data["train"],
+                              lambda vocab: model_config(preset.model, vocab))
+    used = PREVIOUS if p.init == PREVIOUS and prev is not None else SCRATCH
+    init = {"asked": p.init, "used": used}
+    if used == PREVIOUS:
+        init.update({"from": p.out_dir, "from_weights_sha256": prev.weights_sha256,
+                     "from_steps": prev.meta.get("steps"), "from_months": prev.months,
+                     "chars_added": len(prev.chars_added), "train": p.init_train.model_dump()})
+        log.info(f"pretrain: init previous: {why}")
+    elif p.init == PREVIOUS:
+        init["note"] = f"{why}: trained from scratch"
+        log.warning(f"pretrain: init previous asked, but {why}: training from scratch")
+    else:
+        log.info("pretrain: init scratch (random weights, the vocab stage's vocabulary)")
+    return prev, init
+
+
+def plan_drift(prev, months, scratch_valid, train, petitions: Path):
+    """(month -> valid batches of the months the previous biLM never saw, the drift report so far);
+    no batches when there is no previous biLM, it records no months, or there is no month table."""
+    from elmo.train.drift import drift_text, sentence_months
+
+    if prev is None or months is None or prev.months is None:
+        why = ("no previous biLM" if prev is None else "no month table (pretrain.petitions)" if months is None
+               else "the previous biLM does not record its months")
+        return {}, {"available": False, "reason": why}
+    months_of = sentence_months(scratch_valid, months, petitions)
+    text = drift_text(scratch_valid, months_of, prev.months, batch_tokens=train.batch_tokens,
+                      max_tokens=train.eval_max_tokens)
+    report = {"available": True, "seen_months": prev.months, "new_months": sorted(text),
+              "text": "valid-split sentences of the new months"
+                      + (f", at most {train.eval_max_tokens:,} tokens in all" if train.eval_max_tokens else ""),
+              "before": None, "after": None}
+    if not text:
+        log.info("drift: the corpus has no month the previous biLM has not seen")
+    return text, report
+
+
+def seen_months(prev, months) -> list[str] | None:
+    """The months the new biLM has seen: the corpus's, plus those of the biLM it continued."""
+    if months is None:
+        return None
+    return sorted(set(months["month"].unique().to_list()) | set((prev.months or []) if prev else []))
+
+
+def _drift_line(res: dict) -> str:
+    o = res["overall"]
+    per = ", ".join(f"{m} {r['ppl']:.1f}" for m, r in res["months"].items())
+    return f"perplexity {o['ppl']:.2f} ({per}), OOV rate {o['oov_rate']:.2%} on {o['tokens']:,} tokens"
 
 
 def fit_budget(train, steps_per_epoch: int):
@@ -137,14 +216,20 @@ def final_metrics(model, inputs: Inputs, train, settings, best, global_step: int
             "valid": final["valid"], "test": final["test"]}
 
 
-def write_outputs(root: Path, p, model, inputs: Inputs, metrics: dict, sink, fp: str, run_id: str | None) -> None:
-    """The biLM directory, the DVC plots tables and the metrics file (each atomic), and the MLflow results."""
+def write_outputs(root: Path, p, model, inputs: Inputs, metrics: dict, sink, fp: str, run_id: str | None,
+                  vocab_dir: Path) -> None:
+    """The biLM directory (with the vocabulary in ``vocab_dir``), the DVC plots tables and the metrics
+    file (each atomic), and the MLflow results."""
     from elmo.tracking import log_results, tag_trained_model
+    from elmo.train.drift import mlflow_metrics
 
     out_dir = root / p.out_dir
-    model.cpu().save(out_dir, vocab_dir=root / p.vocab_dir, meta={
+    init = metrics["init"]
+    model.cpu().save(out_dir, vocab_dir=vocab_dir, meta={
         "preset": p.preset, "fingerprint": fp, "steps": metrics["steps"], "selected": metrics["selected"],
-        "valid_ppl": metrics["valid"]["ppl"], "test_ppl": metrics["test"]["ppl"]})  # no run id: what it is only
+        "valid_ppl": metrics["valid"]["ppl"], "test_ppl": metrics["test"]["ppl"], "months": metrics["months"],
+        "init": {k: init[k] for k in ("used", "from_weights_sha256", "from_steps") if k in init},
+    })  # no run id: what it is only
     plots_dir = root / p.plots_dir
     atomic_write_text(plots_dir / "loss.csv", _csv(sink.train_rows, ["step", "train_loss", "lr", "tokens_per_s"]))
     atomic_write_text(plots_dir / "perplexity.csv",
@@ -153,10 +238,11 @@ def write_outputs(root: Path, p, model, inputs: Inputs, metrics: dict, sink, fp:
     if run_id is not None:
         flat = {f"final/{s}_{k}": v for s in ("valid", "test") for k, v in metrics[s].items()
                 if isinstance(v, float) and math.isfinite(v)}
+        flat.update(mlflow_metrics(metrics["drift"]))
         selected = metrics["selected"]
         log_results(flat, step=metrics["steps"],
                     tags={"elmo.fingerprint": fp, "elmo.preset": p.preset, "ended_by": metrics["ended_by"],
-                          "elmo.selected": f"{selected['from']}@{selected['step']}"},
+                          "elmo.selected": f"{selected['from']}@{selected['step']}", "elmo.init": init["used"]},
                     files=[plots_dir / "loss.csv", plots_dir / "perplexity.csv", root / p.metrics,
                            out_dir / "config.json"])
         tag_trained_model(out_dir)  # register logs the model into this run (its source run)
@@ -172,6 +258,8 @@ def run(params, root: Path) -> dict:
     from elmo.train.callbacks import MetricSink, StepPause, StepProgress, TrainingLog
     from elmo.train.checkpoints import FinalCheckpoint, checkpoint_callbacks, is_primary_process, prepare
     from elmo.train.datamodule import PretrainData
+    from elmo.train.drift import measure
+    from elmo.train.init import PREVIOUS, continued_train, retype
     from elmo.train.module import BiLMTask
     from elmo.train.trainer import TrainerSettings, build_trainer
 
@@ -184,10 +272,18 @@ def run(params, root: Path) -> dict:
     started = time.time()
 
     inputs = load_inputs(root / p.vocab_dir, root / p.arrays_dir)
+    months = read_months(root / p.petitions)
+    prev, init = choose_init(p, root, inputs, preset)
+    scratch_valid = inputs.data["valid"]
+    if init["used"] == PREVIOUS:
+        inputs = Inputs(prev.vocab, retype(inputs.data, prev.vocab, root / p.arrays_dir))
+        t = continued_train(t, p.init_train)
+    asked = t
     config = model_config(preset.model, inputs.vocab)
     settings = TrainerSettings.resolve(p.trainer)
     settings.apply_threads()
-    fp = run_fingerprint(config, t, params.seed, settings, p.trainer, inputs)
+    fp = run_fingerprint(config, t, params.seed, settings, p.trainer, inputs,
+                         init={"from_weights_sha256": prev.weights_sha256} if init["used"] == PREVIOUS else None)
     resume_from, ckpt_msg = prepare(ckpt_dir, fp, resume=p.resume, primary=primary)
     if primary:
         log.info(f"pretrain: preset {p.preset}, {settings.accelerator}, {settings.world} process(es) x "
@@ -201,8 +297,19 @@ def run(params, root: Path) -> dict:
                          f"({settings.world})")
     t = fit_budget(t, steps_per_epoch)
 
+    drift_text, drift = plan_drift(prev, months, scratch_valid, t, root / p.petitions)
+    if primary and drift_text:
+        prev_valid = (inputs.data if init["used"] == PREVIOUS
+                      else retype({"valid": scratch_valid}, prev.vocab, root / p.arrays_dir))["valid"]
+        drift["before"] = measure(prev.bilm.to(settings.device), prev_valid, drift_text, device=settings.device,
+                                  bf16=settings.bf16)
+        prev.bilm.cpu()
+        log.info(f"drift before training: {_drift_line(drift['before'])}")
+
     L.seed_everything(params.seed, workers=False, verbose=False)
     task = BiLMTask(config, t, params.seed)
+    if init["used"] == PREVIOUS:
+        task.model.load_state_dict(prev.bilm.state_dict())  # its weights; Lightning's resume (if any) wins
     sink = MetricSink()
     log_cb = TrainingLog(sink, t.log_every_steps, t.max_steps)
     periodic, best = checkpoint_callbacks(ckpt_dir, t.checkpoint_every_steps)
@@ -213,7 +320,7 @@ def run(params, root: Path) -> dict:
         run_id = None
         if primary:
             logged = {"preset": p.preset, "model": config.to_dict(), "train": t.model_dump(),
-                      "trainer": p.trainer.model_dump(), "seed": params.seed, "fingerprint": fp,
+                      "trainer": p.trainer.model_dump(), "seed": params.seed, "fingerprint": fp, "init": init,
                       "vocab_sha256": inputs.vocab.sha256, "parameters": task.model.num_parameters(),
                       "resumed_from": str(resume_from) if resume_from else None}
             mlrun = stack.enter_context(start_run(params.mlflow, root, stage="pretrain", params=logged))
@@ -229,10 +336,14 @@ def run(params, root: Path) -> dict:
         if trainer.interrupted:
             raise StageError(f"training was interrupted at step {trainer.global_step}; rerun to resume from {ckpt_dir}")
 
-        how = ended_by(trainer.global_step, t, preset.train)
+        how = ended_by(trainer.global_step, t, asked)
         warn_clock(log, "pretrain", {"the biLM": how})
         model = task.model.to(settings.device)
         final = final_metrics(model, inputs, t, settings, best, trainer.global_step, sink)
+        if drift_text:
+            drift["after"] = measure(model, inputs.data["valid"], drift_text, device=settings.device,
+                                     bf16=settings.bf16)
+            log.info(f"drift after training: {_drift_line(drift['after'])}")
         tokens_per_s = [r["tokens_per_s"] for r in sink.train_rows if r.get("tokens_per_s")]
         metrics = {
             "preset": p.preset,
@@ -244,9 +355,14 @@ def run(params, root: Path) -> dict:
             "tokens_per_s": round(sum(tokens_per_s) / len(tokens_per_s), 1) if tokens_per_s else None,
             "tokens_trained": log_cb.tokens_trained,  # real positions, all processes
             "train_split_tokens": int(sum(inputs.data["train"].lengths + 2)),
+            "init": init,
+            "months": seen_months(prev if init["used"] == PREVIOUS else None, months),
+            "drift": drift,
             **final,
         }
-        write_outputs(root, p, model, inputs, metrics, sink, fp, run_id)
+        with tempfile.TemporaryDirectory() as tmp:  # a previous biLM's vocabulary (+ added characters)
+            vocab_dir = inputs.vocab.save(Path(tmp) / "vocab") if init["used"] == PREVIOUS else root / p.vocab_dir
+            write_outputs(root, p, model, inputs, metrics, sink, fp, run_id, vocab_dir)
 
     return {"stage": "pretrain", "out_dir": str(root / p.out_dir), "metrics_file": str(root / p.metrics),
             "plots_dir": str(root / p.plots_dir), "checkpoints": ckpt_msg, "mlflow_run_id": run_id,

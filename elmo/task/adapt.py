@@ -73,34 +73,7 @@ def extend_chars(vocab, token_lists: list[list[str]], min_count: int):
     """``vocab`` with the task's missing characters (seen >= ``min_count`` times) appended; and those characters."""
     from collections import Counter
 
-    from elmo.vocab.chars import UNK, CharVocab, token_units
-    from elmo.vocab.vocabulary import Vocabulary
-
-    chars = vocab.chars
-    if min_count < 1 or chars.unit == "bytes":  # every byte is already a unit
-        return vocab, []
-    counts = Counter(u for toks in token_lists for t in toks for u in token_units(t, chars.unit))
-    new = sorted((u for u, c in counts.items() if c >= min_count and chars.index.get(u, UNK) == UNK),
-                 key=lambda u: (-counts[u], u))
-    if not new:
-        return vocab, []
-    ext = CharVocab(chars.unit, [*chars.symbols, *new], chars.max_chars_per_token, chars.min_count)
-    return Vocabulary(vocab.words, ext, vocab.tokenizer_config), new
-
-
-def with_char_rows(bilm, n_chars: int):
-    """A copy of ``bilm`` whose char embedding has ``n_chars`` rows; the added ones start as <unk>'s."""
-    from elmo.model import BiLM
-    from elmo.vocab.chars import UNK
-
-    old = bilm.token_encoder.embed.weight.detach()
-    grown = BiLM(bilm.config.replace(n_chars=n_chars))
-    state = bilm.state_dict()
-    emb = old[UNK].expand(n_chars, -1).clone()
-    emb[: old.shape[0]] = old
-    state["token_encoder.embed.weight"] = emb
-    grown.load_state_dict(state)
-    return grown
+    return vocab.with_more_chars(Counter(t for toks in token_lists for t in toks), min_count)
 
 
 def _batches(lengths: np.ndarray, batch_tokens: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -164,7 +137,7 @@ def adapt_bilm(bilm_dir: str | Path, token_lists: list[list[str]], out_dir: str 
     vocab, added = extend_chars(Vocabulary.load(vdir), token_lists, opts.extend_chars_min_count)
     bilm = BiLM.load(bilm_dir)
     if added:
-        bilm = with_char_rows(bilm, vocab.char_size)
+        bilm = bilm.with_chars(vocab.char_size)
         log(f"adapt: {len(added)} characters of the task's texts added to the character vocabulary "
             f"(most frequent: {' '.join(added[:20])})")
     rng = np.random.default_rng(opts.seed)

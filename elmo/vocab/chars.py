@@ -47,6 +47,16 @@ def token_units(token: str, unit: str) -> list[str]:
     raise StageError(f"vocab.char_unit: unknown unit {unit!r} (one of {', '.join(UNITS)})")
 
 
+def unit_counts(token_counts: Mapping[str, int] | Iterable[tuple[str, int]], unit: str) -> dict[str, int]:
+    """How often each unit occurs, from token frequencies."""
+    items = token_counts.items() if isinstance(token_counts, Mapping) else token_counts
+    counts: dict[str, int] = {}
+    for token, count in items:
+        for u in token_units(token, unit):
+            counts[u] = counts.get(u, 0) + count
+    return counts
+
+
 class CharVocab:
     def __init__(self, unit: str, symbols: Sequence[str], max_chars_per_token: int, min_count: int = 1) -> None:
         if unit not in UNITS:
@@ -75,13 +85,23 @@ class CharVocab:
         """From token frequencies (train split). Bytes ignore the counts: all 256 are always there."""
         if unit == "bytes":
             return cls(unit, [f"{b:02x}" for b in range(256)], max_chars_per_token, min_count=1)
-        items = token_counts.items() if isinstance(token_counts, Mapping) else token_counts
-        counts: dict[str, int] = {}
-        for token, count in items:
-            for u in token_units(token, unit):
-                counts[u] = counts.get(u, 0) + count
+        counts = unit_counts(token_counts, unit)
         kept = sorted((u for u, c in counts.items() if c >= min_count), key=lambda u: (-counts[u], u))
         return cls(unit, kept, max_chars_per_token, min_count=min_count)
+
+    def extended(self, token_counts: Mapping[str, int] | Iterable[tuple[str, int]],
+                 min_count: int) -> tuple[CharVocab, list[str]]:
+        """This vocabulary with the units of ``token_counts`` it lacks that occur at least ``min_count``
+        times appended (most frequent first; ids of the existing units unchanged), and those units.
+        Bytes, or ``min_count`` 0, leave it as it is."""
+        if min_count < 1 or self.unit == "bytes":  # every byte is already a unit
+            return self, []
+        counts = unit_counts(token_counts, self.unit)
+        new = sorted((u for u, c in counts.items() if c >= min_count and u not in self.index),
+                     key=lambda u: (-counts[u], u))
+        if not new:
+            return self, []
+        return CharVocab(self.unit, [*self.symbols, *new], self.max_chars_per_token, self.min_count), new
 
     def config(self) -> dict:
         return {"unit": self.unit, "size": self.size, "min_count": self.min_count,

@@ -117,6 +117,14 @@ class Vocabulary:
                              f"(edited or copied from another build?); rebuild with `elmo vocab`")
         return vocab
 
+    def with_more_chars(self, token_counts, min_count: int) -> tuple[Vocabulary, list[str]]:
+        """The same words with the characters of ``token_counts`` (token -> frequency) the character
+        vocabulary lacks, seen at least ``min_count`` times, appended (:meth:`CharVocab.extended`);
+        and those characters. Used where a trained biLM meets new text (finetune's adapt, pretrain's
+        ``init: previous``): word ids and existing character ids never move."""
+        chars, added = self.chars.extended(token_counts, min_count)
+        return (Vocabulary(self.words, chars, self.tokenizer_config) if added else self), added
+
     def make_tokenizer(self):
         """The :class:`~elmo.text.tokenizer.Tokenizer` the training corpus was tokenized with."""
         from elmo.text.tokenizer import Tokenizer
