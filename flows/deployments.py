@@ -4,7 +4,8 @@
   changed since (params, code, data), nothing else.
 * ``crawl-and-retrain/monthly`` — the ``crawl-and-retrain`` flow once a month
   (``flows.monthly_cron``): recrawls the archive and retrains what the new data changes;
-  parameters ``months`` and ``preset`` can be set per run from the UI or ``prefect deployment run``.
+  parameters ``months``, ``preset`` and ``init`` (default ``previous``: continue the last biLM) can be
+  set per run from the UI or ``prefect deployment run``.
 
 Two ways to run them (README, "Orchestration with Prefect"):
 
@@ -44,7 +45,7 @@ SPECS = (
          "Nightly: bring every DVC stage up to date; unchanged stages are cache hits."),
     Spec("monthly", "crawl_and_retrain", "monthly_cron",
          "Monthly: recrawl the petitions archive and retrain what the new data changes.",
-         (("months", None), ("preset", None))),
+         (("months", None), ("preset", None), ("init", "previous"))),
 )
 
 

@@ -8,7 +8,8 @@ failed or not, gets a markdown summary artifact and links to its MLflow runs.
 
 ``crawl_and_retrain`` is the monthly variant: it reruns crawl even though its params are unchanged
 (the archive may have grown; crawl fetches only what changed, and DVC's hashes then decide what
-downstream reruns), optionally with other months or another pretrain preset.
+downstream reruns), optionally with other months or another pretrain preset. It continues the last
+biLM (``pretrain.init: previous``) unless told otherwise, and says which init pretrain used.
 
 Run once by hand: ``python -m flows run`` (see README, "Orchestration with Prefect").
 """
@@ -154,7 +155,7 @@ def _publish(workspace, params, started, seconds, results, error, log, record=No
 
 @flow(name="crawl-and-retrain", persist_result=False, log_prints=True)
 def crawl_and_retrain(root: str | None = None, months: list[str] | None = None, preset: str | None = None,
-                      refresh: list[str] | None = None) -> dict[str, Any]:
+                      refresh: list[str] | None = None, init: str | None = "previous") -> dict[str, Any]:
     """Monthly: recrawl the archive and retrain whatever the new data changes.
 
     Args:
@@ -162,10 +163,28 @@ def crawl_and_retrain(root: str | None = None, months: list[str] | None = None, 
         months: set ``crawl.months`` first (e.g. ``["2019-04", "2019-05"]``); default: keep params.yaml's.
         preset: set ``pretrain.preset`` first (e.g. ``small``); default: keep params.yaml's.
         refresh: stages to rerun regardless of DVC's hashes; default ``["crawl"]``.
+        init: set ``pretrain.init`` first: ``previous`` (default) continues the last biLM when there is
+            one (pretrain falls back to scratch, and says so, when there is none); ``scratch``; None keeps
+            params.yaml's. The result's ``init`` says which one pretrain used, or that it did not run.
     """
     overrides = []
     if months is not None:
         overrides.append(f"crawl.months={json.dumps(list(months))}")
     if preset is not None:
         overrides.append(f"pretrain.preset={json.dumps(preset)}")
-    return pipeline(root=root, force=list(refresh) if refresh is not None else ["crawl"], overrides=overrides)
+    if init is not None:
+        overrides.append(f"pretrain.init={json.dumps(init)}")
+    result = pipeline(root=root, force=list(refresh) if refresh is not None else ["crawl"], overrides=overrides)
+    result["init"] = pretrain_init(result)
+    get_run_logger().info("pretrain init: %s", json.dumps(result["init"], ensure_ascii=False))
+    return result
+
+
+def pretrain_init(result: dict[str, Any]) -> dict[str, Any]:
+    """Which init this run's pretrain used (metrics/pretrain.json's ``init``), or why there is none."""
+    ran = {r["stage"]: r["outcome"] for r in result["stages"]}
+    if ran.get("pretrain") != "ran":
+        return {"used": None, "note": "pretrain did not run" + (" (up to date)" if "pretrain" in ran else "")}
+    workspace = resolve_root(result["root"])
+    path = workspace / workspace_params(workspace).pretrain.metrics
+    return json.loads(path.read_text(encoding="utf-8"))["init"]

@@ -193,6 +193,8 @@ def test_pipeline_runs_then_caches_then_reruns_exactly_what_changed(prefect_api:
     monthly = crawl_and_retrain(root=str(ws), months=["2019-04", "2019-05"], preset="tiny", refresh=["prepare"])
     written = yaml.safe_load((ws / "params.yaml").read_text())
     assert written["crawl"]["months"] == ["2019-04", "2019-05"] and written["pretrain"]["preset"] == "tiny"
+    assert written["pretrain"]["init"] == "previous"  # the monthly flow continues the last biLM by default
+    assert monthly["init"] == {"used": None, "note": "pretrain did not run"}  # this toy DAG has no pretrain
     assert runs(ws) == ["prepare"]
     assert outcomes(monthly) == {"prepare": "ran", "train": "cached", "evaluate": "cached", "count": "cached"}
     assert dvc_status(ws) == {}
@@ -309,7 +311,7 @@ def test_served_deployments_schedule_run_and_stop_cleanly(prefect_api: str, ws: 
         assert [(s.schedule.cron, s.schedule.timezone, s.active) for s in nightly.schedules] == [
             ("0 2 * * *", "Asia/Seoul", True)]
         assert [s.schedule.cron for s in monthly.schedules] == ["0 3 1 * *"]
-        assert monthly.parameters == {"root": str(ws), "months": None, "preset": None}
+        assert monthly.parameters == {"root": str(ws), "months": None, "preset": None, "init": "previous"}
 
         flow_run = run_deployment(nightly.id, parameters={"targets": ["prepare"]}, timeout=240, poll_interval=1)
         assert flow_run.state.is_completed(), flow_run.state
