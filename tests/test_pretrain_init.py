@@ -167,3 +167,16 @@ def test_pretrain_init_scratch_ignores_the_previous_biLM(workspace: dict, monkey
     assert words(root / "models/bilm/vocab") == words(root / "data/processed/vocab")
     assert report["steps"] == 60 and report["months"] == [OLD, NEW]
     assert report["drift"]["available"] and report["drift"]["new_months"] == []  # it had seen both months
+
+
+def test_pretrain_init_previous_under_dvc_repro_continues_the_biLM_dvc_kept(workspace: dict) -> None:
+    """`dvc repro` leaves models/bilm in place while pretrain runs (persist), so `previous` finds it."""
+    from elmo.io import sha256_file
+
+    root = workspace["root"]
+    kept = sha256_file(root / "models/bilm/weights.safetensors")
+    set_pretrain(root, init="previous")
+    dvc(root, "repro", "pretrain")
+    metrics = json.loads((root / "metrics/pretrain.json").read_text(encoding="utf-8"))
+    assert metrics["init"]["used"] == "previous" and metrics["init"]["from_weights_sha256"] == kept
+    assert "up to date" in dvc(root, "status", "pretrain").stdout
