@@ -180,3 +180,18 @@ def test_pretrain_init_previous_under_dvc_repro_continues_the_biLM_dvc_kept(work
     metrics = json.loads((root / "metrics/pretrain.json").read_text(encoding="utf-8"))
     assert metrics["init"]["used"] == "previous" and metrics["init"]["from_weights_sha256"] == kept
     assert "up to date" in dvc(root, "status", "pretrain").stdout
+
+
+def test_pretrain_init_params_are_validated_and_scale_the_preset() -> None:
+    from elmo.params import ParamsError, parse_params
+    from elmo.params.pretrain import InitTrainParams, TrainParams
+    from elmo.train.init import continued_train
+
+    with pytest.raises(ParamsError, match="pretrain.init"):
+        parse_params({"pretrain": {"init": "last"}})
+    with pytest.raises(ParamsError, match="steps_fraction"):
+        parse_params({"pretrain": {"init_train": {"steps_fraction": 0}}})
+    t = continued_train(TrainParams(max_steps=2000, warmup_steps=20, lr=3e-3),
+                        InitTrainParams(steps_fraction=0.25, lr_scale=0.5))
+    assert (t.max_steps, t.warmup_steps, t.lr) == (500, 5, 1.5e-3)
+    assert continued_train(TrainParams(max_steps=3), InitTrainParams(steps_fraction=0.1)).max_steps == 1
