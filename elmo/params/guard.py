@@ -94,7 +94,8 @@ def stage_uses(params: Any, stage: str) -> list[Use]:
     if stage == "pretrain":
         p = params.pretrain
         return [Use("pretrain.vocab_dir", p.vocab_dir), Use("pretrain.arrays_dir", p.arrays_dir),
-                Use("pretrain.out_dir", p.out_dir, "dir"), Use("pretrain.checkpoint_dir", p.checkpoint_dir, "dir"),
+                Use("pretrain.petitions", p.petitions), Use("pretrain.out_dir", p.out_dir, "dir"),
+                Use("pretrain.checkpoint_dir", p.checkpoint_dir, "dir"),
                 Use("pretrain.metrics", p.metrics, "file"), Use("pretrain.plots_dir", p.plots_dir, "dir"),
                 *_mlflow(params)]
     if stage == "fetch_task":
