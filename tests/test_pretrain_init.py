@@ -105,9 +105,9 @@ def run_pretrain(root: Path, monkeypatch, **keys) -> tuple[dict, dict[str, torch
 def test_pretrain_init_previous_without_a_biLM_falls_back_to_scratch(workspace: dict) -> None:
     init = workspace["first"]["init"]
     assert init["asked"] == "previous" and init["used"] == "scratch"
-    assert "no previous biLM" in init["note"]
+    assert init["note"] == "no previous biLM in models/bilm: trained from scratch"  # workspace-relative
     assert workspace["first"]["months"] == [OLD]
-    assert workspace["first"]["drift"] == {"available": False, "reason": "no previous biLM"}
+    assert workspace["first"]["drift"] == {"available": False, "reason": "no previous biLM in models/bilm"}
 
 
 def test_pretrain_init_reruns_when_the_corpus_grows(workspace: dict) -> None:

@@ -134,13 +134,13 @@ def read_months(path: Path):
 
 
 def choose_init(p, root: Path, inputs: Inputs, preset):
-    """(the previous biLM or None, the ``init`` report). The previous biLM is loaded whenever there is
-    one that fits (``init: scratch`` too: the drift report measures it); it is trained on only with
-    ``init: previous``."""
+    """(the previous biLM or None, why (not), the ``init`` report). The previous biLM is loaded whenever
+    there is one that fits (``init: scratch`` too: the drift report measures it); it is trained on only
+    with ``init: previous``."""
     from elmo.train.init import PREVIOUS, SCRATCH, load_previous
 
     prev, why = load_previous(root / p.out_dir, inputs.vocab, root / p.arrays_dir, inputs.data["train"],
-                              lambda vocab: model_config(preset.model, vocab))
+                              lambda vocab: model_config(preset.model, vocab), name=str(p.out_dir))
     used = PREVIOUS if p.init == PREVIOUS and prev is not None else SCRATCH
     init = {"asked": p.init, "used": used}
     if used == PREVIOUS:
@@ -153,16 +153,17 @@ def choose_init(p, root: Path, inputs: Inputs, preset):
         log.warning(f"pretrain: init previous asked, but {why}: training from scratch")
     else:
         log.info("pretrain: init scratch (random weights, the vocab stage's vocabulary)")
-    return prev, init
+    return prev, why, init
 
 
-def plan_drift(prev, months, scratch_valid, train, petitions: Path):
+def plan_drift(prev, no_prev: str, months, scratch_valid, train, petitions: Path):
     """(month -> valid batches of the months the previous biLM never saw, the drift report so far);
-    no batches when there is no previous biLM, it records no months, or there is no month table."""
+    no batches when there is no previous biLM (``no_prev`` says why), it records no months, or there
+    is no month table."""
     from elmo.train.drift import drift_text, sentence_months
 
     if prev is None or months is None or prev.months is None:
-        why = ("no previous biLM" if prev is None else "no month table (pretrain.petitions)" if months is None
+        why = (no_prev if prev is None else "no month table (pretrain.petitions)" if months is None
                else "the previous biLM does not record its months")
         return {}, {"available": False, "reason": why}
     months_of = sentence_months(scratch_valid, months, petitions)
@@ -273,7 +274,7 @@ def run(params, root: Path) -> dict:
 
     inputs = load_inputs(root / p.vocab_dir, root / p.arrays_dir)
     months = read_months(root / p.petitions)
-    prev, init = choose_init(p, root, inputs, preset)
+    prev, why, init = choose_init(p, root, inputs, preset)
     scratch_valid = inputs.data["valid"]
     if init["used"] == PREVIOUS:
         inputs = Inputs(prev.vocab, retype(inputs.data, prev.vocab, root / p.arrays_dir))
@@ -297,7 +298,7 @@ def run(params, root: Path) -> dict:
                          f"({settings.world})")
     t = fit_budget(t, steps_per_epoch)
 
-    drift_text, drift = plan_drift(prev, months, scratch_valid, t, root / p.petitions)
+    drift_text, drift = plan_drift(prev, why, months, scratch_valid, t, root / p.petitions)
     if primary and drift_text:
         prev_valid = (inputs.data if init["used"] == PREVIOUS
                       else retype({"valid": scratch_valid}, prev.vocab, root / p.arrays_dir))["valid"]

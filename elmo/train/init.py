@@ -58,38 +58,41 @@ def train_token_counts(train, types: list[str]) -> dict[str, int]:
 
 
 def load_previous(out_dir: Path, vocab: Vocabulary, arrays_dir: Path, train,
-                  config_for: Callable[[Vocabulary], BiLMConfig]) -> tuple[Previous | None, str]:
+                  config_for: Callable[[Vocabulary], BiLMConfig],
+                  name: str | None = None) -> tuple[Previous | None, str]:
     """The biLM in ``out_dir`` ready to continue on the arrays of ``vocab`` (the vocab stage's), or
-    None and why not. ``config_for(vocab)`` is the preset's model config for a vocabulary: the
-    previous biLM must have that shape."""
+    None and why not (naming the directory ``name``: the param's value, relative to the workspace).
+    ``config_for(vocab)`` is the preset's model config for a vocabulary: the previous biLM must have
+    that shape."""
+    name = name or str(out_dir)
     if not (out_dir / CONFIG_FILE).is_file() or not (out_dir / WEIGHTS_FILE).is_file():
-        return None, f"no previous biLM in {out_dir}"
+        return None, f"no previous biLM in {name}"
     try:
         doc = read_config(out_dir)
         vdir = vocab_dir(out_dir)
         if vdir is None:
-            return None, f"{out_dir}: the previous biLM was saved without its vocabulary"
+            return None, f"{name}: the previous biLM was saved without its vocabulary"
         prev_vocab = Vocabulary.load(vdir)
         bilm = BiLM.load(out_dir)
     except (OSError, ValueError, StageError) as err:
-        return None, f"{out_dir}: the previous biLM cannot be read ({err})"
+        return None, f"{name}: the previous biLM cannot be read ({str(err).replace(str(out_dir), name)})"
     if prev_vocab.tokenizer_config != vocab.tokenizer_config:
-        return None, (f"{out_dir}: the previous biLM read text tokenized another way "
+        return None, (f"{name}: the previous biLM read text tokenized another way "
                       f"({prev_vocab.tokenizer_config} != {vocab.tokenizer_config})")
     types = read_types(arrays_dir)
     ext, added = prev_vocab.with_more_chars(train_token_counts(train, types), prev_vocab.chars.min_count)
     try:
         want = config_for(ext).to_dict()
     except StageError as err:
-        return None, f"{out_dir}: the preset does not fit the previous biLM's vocabulary ({err})"
+        return None, f"{name}: the preset does not fit the previous biLM's vocabulary ({err})"
     have = bilm.config.replace(n_chars=ext.char_size).to_dict()
     if want != have:
         diff = sorted(k for k in want if want[k] != have.get(k))
-        return None, f"{out_dir}: the previous biLM has another shape than the preset ({', '.join(diff)})"
+        return None, f"{name}: the previous biLM has another shape than the preset ({', '.join(diff)})"
     if added:
         bilm = bilm.with_chars(ext.char_size)
     prev = Previous(out_dir, bilm, ext, dict(doc.get("meta") or {}), sha256_file(out_dir / WEIGHTS_FILE), added)
-    return prev, (f"continuing from {out_dir} ({prev.meta.get('steps', '?')} steps, months "
+    return prev, (f"continuing from {name} ({prev.meta.get('steps', '?')} steps, months "
                   f"{', '.join(prev.months) if prev.months else 'not recorded'}); its {prev_vocab.size:,} words kept"
                   + (f", {len(added)} characters added ({' '.join(added[:20])})" if added else ""))
 
