@@ -93,7 +93,7 @@ def test_finetune_outputs_and_metrics_equal_sklearn(finetuned) -> None:
     assert metrics["accuracy"] == pytest.approx(accuracy_score(truth, pred), abs=1e-9)
     assert report["macro_f1"] == metrics["macro_f1"]
     assert (root / "models/ynat/bilm/weights.safetensors").is_file()
-    assert json.loads((root / "models/ynat/tokenizer.json").read_text())["tagger"] == "mecab"
+    assert json.loads((root / "models/ynat/text_pipeline.json").read_text())["tokenizer"]["tagger"] == "mecab"
 
 
 def test_comparison_table_plots_and_mlflow(finetuned) -> None:

@@ -29,8 +29,8 @@ def save_main_model(exp: Experiment, result: dict[str, Any]) -> None:
     trained: Trained = result["main"]
     main, dev, ens = trained.fit, result["main_dev"], result["ensemble"]
     save_classifier(exp.root / f.out_dir, model=trained.model, labels=exp.labels, words=exp.words,
-                    tokenizer_config=exp.tokenizer.config(), max_tokens=f.max_tokens,
-                    bilm_dir=trained.bilm_dir, tfidf=ens["tfidf"] if ens else None,
+                    pipeline=exp.pipeline, max_tokens=f.max_tokens, bilm_dir=trained.bilm_dir,
+                    layer_dtype=exp.layer_dtype(trained), tfidf=ens["tfidf"] if ens else None,
                     ensemble=ens["ensemble"].to_dict() if ens else None,
                     meta={"task": f.task.name, "bilm_mode": f.bilm.mode,  # what the model is: no run id, no time
                           "dev_macro_f1": dev["macro_f1"], "best_epoch": main.best_epoch,
