@@ -42,6 +42,7 @@ class Record:
     label: str
     line: int  # 1-based line in the source file
     id: str | None = None
+    raw: str | None = None  # the text as in the file (``text`` is it normalised by the text pipeline)
 
 
 @dataclass
@@ -233,11 +234,11 @@ def read_records(path: str | Path, *, text_field: str, label_field: str, id_fiel
     # the text pipeline's normaliser, on every text at once (what the models see; counted)
     texts, report.normalisation = (pipeline or TextPipeline()).normalize_counted([p[2] for p in pending])
     out: list[Record] = []
-    for (line, where, _, label, rid), text in zip(pending, texts):
+    for (line, where, raw, label, rid), text in zip(pending, texts):
         if not text:
             bad_record(_Bad("empty_text", f"{where}: field {text_field!r} is empty"))
             continue
-        out.append(Record(text=text, label=label, line=line, id=None if rid is None else str(rid)))
+        out.append(Record(text=text, label=label, line=line, id=None if rid is None else str(rid), raw=raw))
     report.records = len(out)
     if not out:
         raise StageError(f"{path}: no usable records ({sum(report.skipped.values())} skipped)")

@@ -237,10 +237,12 @@ class Experiment:
                                       self.labels, self.f.ensemble.weights)
         dev_p = ens.combine(main.dev_probs, tfidf.predict_proba([r.text for r in self.dev_recs]))
         dev = probs_metrics(self.y["dev"], dev_p, self.labels)
+
         held_f1 = max(s["heldout_macro_f1"] for s in scores)
         self.log(f"ensemble with tfidf_lr: weight {ens.weight} (temperatures {ens.t_elmo:.2f} / {ens.t_tfidf:.2f}), "
                  f"held-out macro-F1 {held_f1:.4f} -> dev macro-F1 {dev['macro_f1']:.4f}")
-        return {"ensemble": ens, "tfidf": tfidf, "dev": dev, "heldout_macro_f1": held_f1, "weights": scores}
+        return {"ensemble": ens, "tfidf": tfidf, "dev": dev, "dev_probs": dev_p, "heldout_macro_f1": held_f1,
+                "weights": scores}
 
     def row(self, name: str, description: str, t: Trained, is_main: bool) -> dict[str, Any]:
         return {"name": name, "description": description, "macro_f1": t.dev["macro_f1"],
