@@ -302,3 +302,27 @@ def test_served_equals_measured_through_the_classifier_and_the_pyfunc(finetuned,
     (tmp_path / "edited.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     with pytest.raises(StageError, match=r"edited.csv: line 3: .* \(1 of 6 predictions differ\)"):
         check_served(info.model_uri, tmp_path / "edited.csv", input_column="text")
+
+
+def test_text_pipeline_old_classifier_directory_loads_with_the_default_normaliser(finetuned, tmp_path,
+                                                                                  caplog) -> None:
+    """A classifier saved before its text pipeline was (tokenizer.json only) loads with the default
+    normaliser and a warning; without either file it is an error naming the file."""
+    import shutil
+
+    from elmo.task.classifier import Classifier
+
+    new = finetuned[0] / "models/ynat"
+    old = tmp_path / "old"
+    shutil.copytree(new, old)
+    pipeline = json.loads((old / "text_pipeline.json").read_text())
+    (old / "text_pipeline.json").unlink()
+    (old / "tokenizer.json").write_text(json.dumps(pipeline["tokenizer"]), encoding="utf-8")
+    with caplog.at_level("WARNING", logger="elmo"):
+        clf = Classifier.load(old)
+    assert f"{old / 'text_pipeline.json'}: no saved text pipeline" in caplog.text
+    texts = ["손흥민 시즌 첫 골 기록", "국회 &quot;예산안&quot; 통과"]
+    assert clf.predict(texts) == Classifier.load(new).predict(texts)
+    (old / "tokenizer.json").unlink()
+    with pytest.raises(FileNotFoundError, match="text_pipeline.json: no such file"):
+        Classifier.load(old)
