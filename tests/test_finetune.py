@@ -300,7 +300,7 @@ def test_served_equals_measured_through_the_classifier_and_the_pyfunc(finetuned,
     lines = predictions.read_text(encoding="utf-8").splitlines()
     lines[2] = lines[2].rsplit(",", 1)[0] + "," + other  # one measured prediction the model does not make
     (tmp_path / "edited.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    with pytest.raises(StageError, match=r"edited.csv: line 3: .* \(1 of 6 predictions differ\)"):
+    with pytest.raises(StageError, match=r"edited.csv: row 2: .* \(1 of 6 predictions differ\)"):
         check_served(info.model_uri, tmp_path / "edited.csv", input_column="text")
 
 

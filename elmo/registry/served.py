@@ -38,7 +38,7 @@ def read_predictions(path: Path) -> list[dict[str, str]]:
 
 def check_served(model_uri: str, predictions_file: Path, *, input_column: str, batch: int = 512) -> dict:
     """Score the measured texts through the logged pyfunc; a prediction that differs is a StageError
-    naming the file's line. Returns counts for the report."""
+    naming the file's row (1 = the first after the header). Returns counts."""
     rows = read_predictions(predictions_file)
     model = mlflow.pyfunc.load_model(model_uri)
     served: list[str] = []
@@ -48,7 +48,7 @@ def check_served(model_uri: str, predictions_file: Path, *, input_column: str, b
     differ = [i for i, (row, label) in enumerate(zip(rows, served)) if row["predicted"] != label]
     if differ:
         i = differ[0]
-        raise StageError(f"{predictions_file}: line {i + 2}: the logged model {model_uri} predicts {served[i]!r} for "
+        raise StageError(f"{predictions_file}: row {i + 1}: the logged model {model_uri} predicts {served[i]!r} for "
                          f"{rows[i]['text']!r}, finetune measured {rows[i]['predicted']!r} ({len(differ)} of "
                          f"{len(rows)} predictions differ): the served model is not the measured one")
     correct = sum(row["actual"] == label for row, label in zip(rows, served))
