@@ -72,8 +72,8 @@ class TextPipeline:
                              f"got {got})")
         try:
             return cls(doc["normalizer"], doc["tokenizer"])
-        except (KeyError, TypeError, ValueError) as err:
-            raise StageError(f"{where}: invalid text pipeline ({type(err).__name__}: {err})") from None
+        except (KeyError, TypeError, ValueError, StageError) as err:
+            raise StageError(f"{where}: invalid text pipeline ({err})") from None
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, TextPipeline) and self.config() == other.config()
