@@ -249,6 +249,7 @@ def test_fetch_task_from_the_mirror(mirror_url, tmp_path, repo_root) -> None:
     from elmo.cli import run_stage
     from elmo.params import load_params
     from elmo.stages.finetune import load_task_data
+    from elmo.text.pipeline import TextPipeline
 
     pfile = workspace(tmp_path, repo_root, tmp_path / "no-bilm")
     params = yaml.safe_load(pfile.read_text())
@@ -258,9 +259,15 @@ def test_fetch_task_from_the_mirror(mirror_url, tmp_path, repo_root) -> None:
     assert report["files"]["ynat-v1.1_train.json"]["records"] == 36_547
     assert report["files"]["ynat-v1.1_dev.json"]["records"] == 9_107
     p = load_params(pfile)
-    data = load_task_data(p.finetune.task, tmp_path / p.finetune.task.data_dir)
+    data = load_task_data(p.finetune.task, tmp_path / p.finetune.task.data_dir,
+                          TextPipeline.from_params(p.clean, p.tokenize))
     assert data["labels"] == ["IT과학", "경제", "사회", "생활문화", "세계", "스포츠", "정치"]
     assert not data["reports"]["train"].skipped and not data["reports"]["dev"].skipped
+    # the text pipeline on YNAT: a few NFD titles, and three train titles masked as the petitions were
+    assert data["reports"]["train"].normalisation == {"html_entities": 0, "nfc_changed": 76, "zero_width_removed": 0,
+                                                      "control_chars": 0, "moderator_notices_removed": 0,
+                                                      "masked_spans": 3}
+    assert data["reports"]["dev"].normalisation["nfc_changed"] == 9
 
 
 def test_served_equals_measured_through_the_classifier_and_the_pyfunc(finetuned, tmp_path) -> None:
