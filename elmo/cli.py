@@ -155,10 +155,10 @@ def embed(
         check_command("embed", uses, Path.cwd(), Path(params).resolve())  # before torch is even imported
 
         from elmo.embed.elmo import Elmo, embed_file, written_by_embed
-        from elmo.text import Tokenizer
+        from elmo.text.pipeline import TextPipeline
 
         check_replace("embed", uses[1], Path.cwd(), force=force, ours=written_by_embed)
-        elmo = Elmo.load(model, tokenizer=Tokenizer.from_params(p.tokenize))
+        elmo = Elmo.load(model, pipeline=TextPipeline.from_params(p.clean, p.tokenize))
         report = embed_file(elmo, file, dest, layers=not mixed)
     except (*USER_ERRORS, OSError, ValueError) as err:
         _fail(err)

@@ -12,6 +12,11 @@ SPLITS = ("train", "valid", "test")
 # tokenize writes it next to the sentences (the tagger and its settings); vocab reads it
 TOKENIZER_FILE = "tokenizer.json"
 
+# the text pipeline (normaliser + tokenizer settings, elmo.text.pipeline): tokenize writes it next to
+# the sentences, vocab copies it into the vocabulary (and so into every biLM), finetune into every
+# classifier directory
+TEXT_PIPELINE_FILE = "text_pipeline.json"
+
 # tokenize's {split}.parquet, one row per sentence: (column, arrow type, polars type)
 SENTENCE_COLUMNS = (
     ("petition_idx", "int64", "Int64"),

@@ -9,12 +9,13 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from elmo.clean import OUTPUT_COLUMNS, normalize_text, split_of
-from elmo.clean.normalize import Normalizer
+from elmo.clean import OUTPUT_COLUMNS, split_of
 from elmo.errors import StageError
 from elmo.io import atomic_write_json
 from elmo.params import ParamsError, parse_params
 from elmo.stages import clean
+from elmo.text.normalize import Normalizer
+from elmo.text.pipeline import TextPipeline
 
 NOTICE = "[본 게시물의 일부 내용이 국민 청원 요건에 위배되어 관리자에 의해 수정되었습니다]"
 
@@ -155,7 +156,7 @@ def test_normalisation_steps():
         "(본문의 내용중 타인의 명의 등 개인정보가 무분별하게 노출되어 "
         "해당 내용은 홈페이지 관리자에 의해 '숨김' 처리 되었습니다.)"
     )
-    assert normalize_text(text) == "제목&내용 한국어 입니다 끝 . 담당자 ***씨와 ***시 *** 아파트"
+    assert TextPipeline().normalize([text]) == ["제목&내용 한국어 입니다 끝 . 담당자 ***씨와 ***시 *** 아파트"]
 
 
 def test_normaliser_counts_and_other_placeholder():

@@ -8,9 +8,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from elmo.clean.normalize import CONTROL, ZERO_WIDTH
 from elmo.params import parse_params
 from elmo.stages import clean, crawl
+from elmo.text.normalize import CONTROL, ZERO_WIDTH
 
 pytestmark = pytest.mark.slow
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +95,37 @@ def test_raw_text_uses_the_pretraining_tokenizer(elmo, tokenizer) -> None:
     assert out.mixed[0].shape == (len(out.tokens[0]), 16)
     expected = out.layers[0].mean(dim=0)  # the default mix: equal weights, γ = 1
     assert torch.allclose(out.mixed[0], expected, atol=1e-6)
+
+
+def test_text_pipeline_same_vectors_for_forms_of_a_headline(elmo) -> None:
+    """NFD jamo, extra spaces, a zero-width space, HTML entities: the biLM sees what pretraining saw."""
+    base = '국회 "예산안" 통과 & 시정연설'
+    forms = [unicodedata.normalize("NFD", base), '  국회   "예산안"\u3000통과 &  시정연설 ',
+             '국회\u200b "예산안" 통과 & 시정\u200d연설', "국회 &quot;예산안&quot; 통과 &amp; 시정연설"]
+    want = elmo.embed([base])
+    for form in forms:  # one at a time: the same batch shape, so the same vectors bit for bit
+        got = elmo.embed([form])
+        assert got.tokens == want.tokens
+        assert torch.equal(got.layers[0], want.layers[0]) and torch.equal(got.mixed[0], want.mixed[0])
+
+
+def test_text_pipeline_old_vocabulary_loads_with_the_default_normaliser(bilm_dir, tmp_path, caplog) -> None:
+    """A biLM saved before the text pipeline was (vocab/ without text_pipeline.json): the default
+    normaliser with its saved tokenizer settings, and a warning naming the file."""
+    import shutil
+
+    from elmo import Elmo
+    from elmo.text.pipeline import TextPipeline
+
+    old = tmp_path / "old"
+    shutil.copytree(bilm_dir, old)
+    (old / "vocab/text_pipeline.json").unlink()
+    with caplog.at_level("WARNING", logger="elmo"):
+        elmo = Elmo.load(old)
+    assert "vocab/text_pipeline.json: no saved text pipeline" in caplog.text
+    assert elmo.pipeline == TextPipeline.load(bilm_dir / "vocab")  # the defaults: what the fixture saved
+    with pytest.raises(FileNotFoundError, match="text_pipeline.json: no such file"):
+        TextPipeline.load(old / "vocab")
 
 
 def test_embed_rejects_bad_input(elmo) -> None:

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from elmo.task.ensemble import Ensemble, fit_temperature, select_ensemble
+from elmo.text.pipeline import TextPipeline
 from tiny_elmo import HEADLINES, make_bilm_dir
 
 
@@ -102,8 +103,8 @@ def test_ensemble_classifier_saves_loads_and_predicts_the_combination(tmp_path) 
     tfidf = TfidfModel.fit(texts, y_names, labels, TfidfP)
     ens = Ensemble(0.4, 1.7, 0.6)
     out = save_classifier(tmp_path / "clf", model=model, labels=labels, words=words,
-                          tokenizer_config=tokenizer.config(), max_tokens=64, bilm_dir=bilm_dir, tfidf=tfidf,
-                          ensemble=ens.to_dict())
+                          pipeline=TextPipeline(tokenizer=tokenizer.config()), max_tokens=64, bilm_dir=bilm_dir,
+                          layer_dtype="float32", tfidf=tfidf, ensemble=ens.to_dict())
     expected = ens.combine(predict_proba(model, data), tfidf.predict_proba(texts))
     clf = Classifier.load(out)
     assert clf.ensemble == ens
@@ -111,5 +112,5 @@ def test_ensemble_classifier_saves_loads_and_predicts_the_combination(tmp_path) 
     res = clf.predict(texts[:2])
     assert res[0]["label"] == labels[int(expected[0].argmax())] and abs(sum(res[0]["probs"].values()) - 1) < 1e-5
     with pytest.raises(ValueError, match="needs both"):
-        save_classifier(tmp_path / "bad", model=model, labels=labels, words=words, tokenizer_config={},
-                        max_tokens=64, bilm_dir=bilm_dir, tfidf=tfidf)
+        save_classifier(tmp_path / "bad", model=model, labels=labels, words=words, pipeline=TextPipeline(),
+                        max_tokens=64, bilm_dir=bilm_dir, layer_dtype="float32", tfidf=tfidf)

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import unicodedata
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -29,9 +31,12 @@ def klue_files(src: Path) -> None:
     """train/dev in the official KLUE layout; train has one empty title (a counted skip)."""
     src.mkdir(parents=True, exist_ok=True)
     train, dev = [], []
+    # as a user's file may have them: the text pipeline's normaliser undoes both (counted in the metrics)
+    written = {"인공지능 반도체 개발 성공": unicodedata.normalize("NFD", "인공지능 반도체 개발 성공"),
+               "야구 대표팀 결승 진출": "야구&#32;대표팀\u200b 결승  진출"}
     for lab, texts in HEADLINES.items():
         for i, t in enumerate(texts):
-            rec = {"guid": f"ynat-v1_train_{len(train):05d}", "title": t, "label": lab, "url": "u"}
+            rec = {"guid": f"ynat-v1_train_{len(train):05d}", "title": written.get(t, t), "label": lab, "url": "u"}
             (dev if i % 3 == 0 else train).append(rec)
     train.append({"guid": "ynat-v1_train_empty", "title": " ", "label": "정치", "url": "u"})
     for name, recs in (("ynat-v1.1_train.json", train), ("ynat-v1.1_dev.json", dev)):
@@ -49,7 +54,6 @@ def workspace(root: Path, repo_root: Path, bilm: Path, **finetune) -> Path:
     f["adapt"].update(max_steps=4, batch_tokens=128, heldout_sentences=2)
     f["unfreeze"].update(max_epochs=2)
     f["heldout_fraction"] = 0.25
-    f["cache_dtype"] = "float32"
     for key, value in finetune.items():
         f[key] = value
     (root / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
@@ -98,7 +102,32 @@ def test_finetune_outputs_and_metrics_equal_sklearn(finetuned) -> None:
     assert metrics["accuracy"] == pytest.approx(accuracy_score(truth, pred), abs=1e-9)
     assert report["macro_f1"] == metrics["macro_f1"]
     assert (root / "models/ynat/bilm/weights.safetensors").is_file()
-    assert json.loads((root / "models/ynat/tokenizer.json").read_text())["tagger"] == "mecab"
+    assert json.loads((root / "models/ynat/text_pipeline.json").read_text())["tokenizer"]["tagger"] == "mecab"
+
+
+def test_text_pipeline_counts_in_the_finetune_metrics(finetuned) -> None:
+    root = finetuned[0]
+    metrics = json.loads((root / "metrics/finetune.json").read_text())
+    assert metrics["data"]["train"]["normalisation"] == {  # what the biLM's normaliser changed in train
+        "html_entities": 1, "nfc_changed": 1, "zero_width_removed": 1, "control_chars": 0,
+        "moderator_notices_removed": 0, "masked_spans": 0}
+    assert sum(metrics["data"]["dev"]["normalisation"].values()) == 0
+
+
+def test_text_pipeline_same_label_for_forms_of_a_headline(finetuned) -> None:
+    """NFD jamo, extra spaces, a zero-width space and HTML entities: the same tokens, label and probabilities."""
+    from elmo.task.classifier import Classifier
+
+    clf = Classifier.load(finetuned[0] / "models/ynat")
+    base = '삼성전자 "새" 스마트폰 & 공개'
+    forms = [unicodedata.normalize("NFD", base), '  삼성전자   "새"\t스마트폰 &  공개 ',
+             '삼성\u200b전자 "새" 스마트폰 & 공개', "삼성전자 &quot;새&quot; 스마트폰 &amp; 공개"]
+    assert all(f != base for f in forms)
+    assert clf.tokens(forms) == clf.tokens([base]) * len(forms)
+    probs = clf.predict_proba([base, *forms])
+    for row in probs[1:]:
+        np.testing.assert_array_equal(row, probs[0])
+    assert len({r["label"] for r in clf.predict([base, *forms])}) == 1
 
 
 def test_comparison_table_plots_and_mlflow(finetuned) -> None:
@@ -124,7 +153,7 @@ def test_comparison_table_plots_and_mlflow(finetuned) -> None:
     curves = sorted(p.name for p in (plots / "compare").iterdir())
     assert curves == ["adapted.csv", "elmo.csv", "main.csv", "no_elmo.csv", "random_bilm.csv", "unfrozen.csv"]
     preds = (plots / "dev_predictions.csv").read_text().splitlines()
-    assert preds[0] == "actual,predicted" and len(preds) == 7
+    assert preds[0] == "text,actual,predicted" and len(preds) == 7
     mlflow.set_tracking_uri("sqlite:///" + str(root / "mlflow.db"))
     runs = mlflow.search_runs(experiment_names=["elmo-ko"], filter_string="tags.`elmo.stage` = 'finetune'")
     assert len(runs) == 1
@@ -225,6 +254,7 @@ def test_fetch_task_from_the_mirror(mirror_url, tmp_path, repo_root) -> None:
     from elmo.cli import run_stage
     from elmo.params import load_params
     from elmo.stages.finetune import load_task_data
+    from elmo.text.pipeline import TextPipeline
 
     pfile = workspace(tmp_path, repo_root, tmp_path / "no-bilm")
     params = yaml.safe_load(pfile.read_text())
@@ -234,9 +264,80 @@ def test_fetch_task_from_the_mirror(mirror_url, tmp_path, repo_root) -> None:
     assert report["files"]["ynat-v1.1_train.json"]["records"] == 36_547
     assert report["files"]["ynat-v1.1_dev.json"]["records"] == 9_107
     p = load_params(pfile)
-    data = load_task_data(p.finetune.task, tmp_path / p.finetune.task.data_dir)
+    data = load_task_data(p.finetune.task, tmp_path / p.finetune.task.data_dir,
+                          TextPipeline.from_params(p.clean, p.tokenize))
     assert data["labels"] == ["IT과학", "경제", "사회", "생활문화", "세계", "스포츠", "정치"]
     assert not data["reports"]["train"].skipped and not data["reports"]["dev"].skipped
+    # the text pipeline on YNAT: a few NFD titles, and three train titles masked as the petitions were
+    assert data["reports"]["train"].normalisation == {"html_entities": 0, "nfc_changed": 76, "zero_width_removed": 0,
+                                                      "control_chars": 0, "moderator_notices_removed": 0,
+                                                      "masked_spans": 3}
+    assert data["reports"]["dev"].normalisation["nfc_changed"] == 9
+
+
+def test_served_equals_measured_through_the_classifier_and_the_pyfunc(finetuned, tmp_path) -> None:
+    """The default path (finetune.cache_dtype float16): the saved directory and the MLflow pyfunc give
+    exactly the dev predictions finetune measured, hence its macro-F1 (register runs the same check)."""
+    import mlflow
+
+    from elmo.registry.pyfunc import log_dir_model
+    from elmo.registry.served import check_served, read_predictions
+    from elmo.task.classifier import Classifier
+    from elmo.task.metrics import classification_metrics
+
+    root = finetuned[0]
+    params = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
+    assert "cache_dtype" not in params["finetune"] or params["finetune"]["cache_dtype"] == "float16"
+    metrics = json.loads((root / "metrics/finetune.json").read_text())
+    predictions = root / "plots/finetune/dev_predictions.csv"
+    rows = read_predictions(predictions)
+    dev = json.loads((root / "data/task/ynat/ynat-v1.1_dev.json").read_text())
+    assert [r["text"] for r in rows] == [r["title"] for r in dev] and [r["actual"] for r in rows] == [
+        r["label"] for r in dev]
+    assert json.loads((root / "models/ynat/config.json").read_text())["layer_dtype"] == "float16"
+
+    clf = Classifier.load(root / "models/ynat")
+    served = [p["label"] for p in clf.predict([r["text"] for r in rows])]
+    assert served == [r["predicted"] for r in rows]
+    m = classification_metrics([r["actual"] for r in rows], served, metrics["labels"])
+    assert m["macro_f1"] == metrics["macro_f1"] and m["accuracy"] == metrics["accuracy"]
+
+    mlflow.set_tracking_uri("sqlite:///" + str(tmp_path / "mlflow.db"))
+    exp = mlflow.create_experiment("served", artifact_location=(tmp_path / "art").as_uri())
+    with mlflow.start_run(experiment_id=exp):
+        info = log_dir_model(name="elmo-ynat", model_dir=root / "models/ynat", loader="elmo.task:Classifier",
+                             input_column="text", input_type="string", code_paths=[], pip_requirements=[])
+    assert check_served(info.model_uri, predictions, input_column="text")["predictions"] == len(rows)
+    other = next(lab for lab in metrics["labels"] if lab != rows[1]["predicted"])
+    lines = predictions.read_text(encoding="utf-8").splitlines()
+    lines[2] = lines[2].rsplit(",", 1)[0] + "," + other  # one measured prediction the model does not make
+    (tmp_path / "edited.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(StageError, match=r"edited.csv: row 2: .* \(1 of 6 predictions differ\)"):
+        check_served(info.model_uri, tmp_path / "edited.csv", input_column="text")
+
+
+def test_text_pipeline_old_classifier_directory_loads_with_the_default_normaliser(finetuned, tmp_path,
+                                                                                  caplog) -> None:
+    """A classifier saved before its text pipeline was (tokenizer.json only) loads with the default
+    normaliser and a warning; without either file it is an error naming the file."""
+    import shutil
+
+    from elmo.task.classifier import Classifier
+
+    new = finetuned[0] / "models/ynat"
+    old = tmp_path / "old"
+    shutil.copytree(new, old)
+    pipeline = json.loads((old / "text_pipeline.json").read_text())
+    (old / "text_pipeline.json").unlink()
+    (old / "tokenizer.json").write_text(json.dumps(pipeline["tokenizer"]), encoding="utf-8")
+    with caplog.at_level("WARNING", logger="elmo"):
+        clf = Classifier.load(old)
+    assert f"{old / 'text_pipeline.json'}: no saved text pipeline" in caplog.text
+    texts = ["손흥민 시즌 첫 골 기록", "국회 &quot;예산안&quot; 통과"]
+    assert clf.predict(texts) == Classifier.load(new).predict(texts)
+    (old / "tokenizer.json").unlink()
+    with pytest.raises(FileNotFoundError, match="text_pipeline.json: no such file"):
+        Classifier.load(old)
 
 
 def test_elmo_predict_names_a_text_that_is_not_utf8(finetuned) -> None:

@@ -62,8 +62,8 @@ with tempfile.TemporaryDirectory() as tmp:
     fit(model, data, data, labels, batch_size=6, lr=0.02, weight_decay=0.0, max_epochs=40, patience=40,
         grad_clip=5.0, seed=0, log=lambda s: None)
     pred = predict_proba(model, data).argmax(1)
-    save_classifier("models/toy", model=model, labels=labels, words=words, tokenizer_config=tokenizer.config(),
-                    max_tokens=64, bilm_dir=bilm_dir)
+    save_classifier("models/toy", model=model, labels=labels, words=words, pipeline=elmo.pipeline,
+                    max_tokens=64, bilm_dir=bilm_dir, layer_dtype="float16")
 os.makedirs("metrics", exist_ok=True)
 with open("metrics/toy.json", "w") as fh:
     json.dump({{"dev": {{"macro_f1": float(f1_score(y, pred, average="macro"))}}}}, fh)

@@ -11,6 +11,7 @@ import torch
 from elmo.task.model import TaskConfig, TaskModel
 from elmo.task.train import TaskData, fit, make_batches, predict_proba
 from elmo.task.words import TaskWords
+from elmo.text.pipeline import TextPipeline
 from tiny_elmo import HEADLINES, make_bilm_dir
 
 
@@ -129,7 +130,8 @@ def test_classifier_save_load_predict(elmo, dataset, bilm_dir, tokenizer, tmp_pa
     fit(model, data, data, labels, batch_size=6, lr=0.02, weight_decay=0.0, max_epochs=5, patience=5,
         grad_clip=5.0, seed=0, log=lambda s: None)
     out = save_classifier(tmp_path / "clf", model=model, labels=labels, words=words,
-                          tokenizer_config=tokenizer.config(), max_tokens=64, bilm_dir=bilm_dir)
+                          pipeline=TextPipeline(tokenizer=tokenizer.config()), max_tokens=64, bilm_dir=bilm_dir,
+                          layer_dtype="float16")
     clf = Classifier.load(out)
     texts = [t for ts in HEADLINES.values() for t in ts]
     expected = predict_proba(model, data)

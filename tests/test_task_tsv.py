@@ -33,7 +33,6 @@ def write_params(root: Path, repo_root: Path, bilm: Path, task: dict) -> Path:
     f["train"].update(batch_size=4, lr=0.01, max_epochs=2, patience=2, threads=1)
     f["tfidf"].update(min_df=1)
     f["adapt"].update(max_steps=4, batch_tokens=128, heldout_sentences=2)
-    f["cache_dtype"] = "float32"
     f["compare"] = ["tfidf_lr", "elmo"]
     path = root / "params.yaml"
     path.write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")

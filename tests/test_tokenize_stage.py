@@ -77,7 +77,8 @@ def ws(tmp_path: Path) -> Path:
 def test_outputs_schema_and_counts(ws: Path) -> None:
     report = stage.run(_params(workers=1), ws)
     out = ws / "data/processed/sentences"
-    assert sorted(p.name for p in out.iterdir()) == ["test.parquet", "tokenizer.json", "train.parquet", "valid.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "test.parquet", "text_pipeline.json", "tokenizer.json", "train.parquet", "valid.parquet"]
     frames = {s: pl.read_parquet(out / f"{s}.parquet") for s in ("train", "valid", "test")}
     ids = dict(zip([1000 - 7 * i for i in range(len(TEXTS))], SPLITS))
     for split, df in frames.items():

@@ -14,6 +14,7 @@ from elmo.task.model import BiLMTaskModel, TaskConfig, TaskModel
 from elmo.task.schedule import UnfreezePlan, bilm_layer_groups, slanted_triangular
 from elmo.task.train import TaskData, fit, make_optimizer, predict_proba
 from elmo.task.words import TaskWords
+from elmo.text.pipeline import TextPipeline
 from tiny_elmo import HEADLINES, make_bilm_dir
 
 
@@ -125,7 +126,8 @@ def test_unfrozen_classifier_saves_loads_and_predicts_the_same(bilm_dir, dataset
         log=lambda s: None, **OPTS)
     expected = predict_proba(model, data)
     out = save_classifier(tmp_path / "clf", model=model, labels=labels, words=words,
-                          tokenizer_config=tokenizer.config(), max_tokens=64, bilm_dir=bilm_dir)
+                          pipeline=TextPipeline(tokenizer=tokenizer.config()), max_tokens=64, bilm_dir=bilm_dir,
+                          layer_dtype="float32")
     clf = Classifier.load(out)
     assert not torch.equal(clf.elmo.bilm.token_encoder.proj.weight, tuned_model(bilm_dir, words).bilm
                            .token_encoder.proj.weight)  # the finetuned biLM was saved, not the pretrained one

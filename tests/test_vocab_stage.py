@@ -16,6 +16,7 @@ from elmo.errors import StageError
 from elmo.params import parse_params
 from elmo.stages import vocab as stage
 from elmo.text.parallel import SCHEMA
+from elmo.text.pipeline import TextPipeline
 from elmo.vocab import Vocabulary
 
 TRAIN = [
@@ -43,6 +44,7 @@ def write_sentences(directory: Path, splits: dict[str, list[str]] | None = None,
         }, schema=SCHEMA)
         pq.write_table(table, directory / f"{split}.parquet")
     (directory / "tokenizer.json").write_text(json.dumps({"tokenizer": tokenizer, "fields": ["title", "content"]}))
+    TextPipeline(tokenizer=tokenizer).save(directory)
     return directory
 
 
@@ -116,7 +118,7 @@ def test_load_checks_files(ws: Path) -> None:
     assert v.size == len((d / "words.txt").read_text().splitlines())
     assert v.word_ids(["학교", "없는말", "<unk>", "<pad>"]).tolist() == [v.words.index["학교"], 1, 1, 1]
     assert v.char_ids(["학교", "<pad>"]).shape == (2, 20)
-    assert v.make_tokenizer().config() == TOKENIZER
+    assert TextPipeline.load(d).tokenizer.config() == TOKENIZER  # the corpus's text pipeline travels with it
     words = (d / "words.txt").read_text()
     (d / "words.txt").write_text(words.replace("학교", "학원"))
     with pytest.raises(StageError, match="do not match the sha256"):
@@ -152,6 +154,10 @@ def test_bad_inputs_are_named(ws: Path) -> None:
     write_sentences(d)
     (d / "tokenizer.json").unlink()
     with pytest.raises(FileNotFoundError, match="tokenizer.json: no such file"):
+        stage.run(params(), ws)
+    write_sentences(d)
+    (d / "text_pipeline.json").unlink()
+    with pytest.raises(FileNotFoundError, match="text_pipeline.json: no such file"):
         stage.run(params(), ws)
     write_sentences(d, {"train": TRAIN, "valid": [], "test": []})
     report = stage.run(params(), ws)  # empty valid/test splits are fine, just without coverage

@@ -38,10 +38,14 @@ def make_vocab(tokenizer, unit: str = "jamo", max_chars: int = 12):
 
 def make_bilm_dir(tmp: Path, tokenizer, seed: int = 0, projection_dim: int = 8) -> Path:
     """tmp/bilm: a tiny random BiLM saved with its vocabulary (BiLM.save copies vocab/ in)."""
+    from elmo.contracts import TEXT_PIPELINE_FILE
     from elmo.model import BiLM, BiLMConfig
+    from elmo.text.pipeline import TextPipeline
 
     vocab = make_vocab(tokenizer)
-    vocab_dir = vocab.save(tmp / "vocab")
+    # the vocab stage saves the corpus's text pipeline with the vocabulary: the default normaliser here
+    pipeline = TextPipeline(tokenizer=tokenizer.config())
+    vocab_dir = vocab.save(tmp / "vocab", extra_json={TEXT_PIPELINE_FILE: pipeline.config()})
     torch.manual_seed(seed)
     cfg = BiLMConfig(vocab_size=vocab.size, n_chars=vocab.char_size, max_chars=vocab.max_chars_per_token,
                      char_embed_dim=4, filters=((1, 4), (2, 6), (3, 6)), highway_layers=1,

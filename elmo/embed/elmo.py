@@ -52,25 +52,29 @@ def resolve_model_dir(path_or_uri: str | Path) -> Path:
 class Elmo:
     """A frozen biLM plus the vocabulary (and tokenizer) it was trained with."""
 
-    def __init__(self, bilm, vocab, tokenizer=None, *, max_batch_tokens: int = 4096) -> None:
+    def __init__(self, bilm, vocab, pipeline=None, *, max_batch_tokens: int = 4096) -> None:
         self.bilm = bilm.eval()
         for p in self.bilm.parameters():
             p.requires_grad_(False)
         self.vocab = vocab
-        self.tokenizer = tokenizer
+        self.pipeline = pipeline  # elmo.text.pipeline.TextPipeline: raw text -> tokens
         self.max_batch_tokens = int(max_batch_tokens)
         cfg = bilm.config
         self.n_layers = cfg.n_layers + 1  # L+1 representations per token
         self.dim = 2 * cfg.projection_dim  # 2P
 
     @classmethod
-    def load(cls, path_or_uri: str | Path, tokenizer=None, **kwargs) -> Elmo:
+    def load(cls, path_or_uri: str | Path, pipeline=None, **kwargs) -> Elmo:
         """From a saved biLM directory (config.json, weights.safetensors, vocab/) or a registry URI.
 
-        Raw texts are analysed by the tokenizer the pretraining corpus was made with (its config
-        is part of the vocabulary); ``tokenizer`` replaces it only for a vocabulary without one.
+        Raw texts go through the text pipeline the pretraining corpus was made with (saved in the
+        vocabulary: ``elmo.text.pipeline``); ``pipeline`` is used only for a vocabulary without one
+        (saved before the pipeline was; without either, the default normaliser and the vocabulary's
+        tokenizer settings, with a warning).
         """
+        from elmo.contracts import TEXT_PIPELINE_FILE
         from elmo.model import BiLM, vocab_dir
+        from elmo.text.pipeline import TextPipeline
         from elmo.vocab import Vocabulary
 
         directory = resolve_model_dir(path_or_uri)
@@ -78,15 +82,16 @@ class Elmo:
         if vdir is None:
             raise FileNotFoundError(f"{directory}: the biLM was saved without its vocabulary (vocab/)")
         vocab = Vocabulary.load(vdir)
-        if vocab.tokenizer_config:
-            tokenizer = vocab.make_tokenizer()
-        return cls(BiLM.load(directory), vocab, tokenizer, **kwargs)
+        if (vdir / TEXT_PIPELINE_FILE).is_file() or (pipeline is None and vocab.tokenizer_config):
+            pipeline = TextPipeline.load(vdir, legacy_tokenizer=vocab.tokenizer_config or None)
+        return cls(BiLM.load(directory), vocab, pipeline, **kwargs)
 
     # ------------------------------------------------------------------ tokens
     def tokenize(self, texts: Sequence[str]) -> list[list[str]]:
-        if self.tokenizer is None:
-            raise ValueError("this Elmo has no tokenizer: pass token lists, or load it with tokenizer=...")
-        return [self.tokenizer.tokenize(t) for t in texts]
+        """Token lists of raw texts, through the biLM's text pipeline (normalised, then analysed)."""
+        if self.pipeline is None:
+            raise ValueError("this Elmo has no text pipeline: pass token lists, or load it with pipeline=...")
+        return self.pipeline.tokenize(list(texts))
 
     def _as_tokens(self, inputs: Sequence[str] | Sequence[Sequence[str]]) -> list[list[str]]:
         if isinstance(inputs, str):

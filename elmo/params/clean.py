@@ -21,7 +21,7 @@ DEFAULT_MASK_PATTERN = r"[*＊○◯]*(?:[*＊]{2}|[○◯]{2}|[xX]{3,})[*＊○
 def check_pattern(pattern: str, what: str) -> None:
     """``ValueError`` unless ``pattern`` is a polars (Rust) regex that cannot match ''.
 
-    Here rather than in elmo.clean.normalize (which uses it too) so that params never import the
+    Here rather than in elmo.text.normalize (which uses it too) so that params never import the
     stages' code: validating params.yaml must not make every stage depend on elmo/clean.
     """
     import polars as pl

@@ -36,6 +36,9 @@ class RegisteredModelParams(Section):
     input_type: str = Field("string", pattern=r"^(string|tokens)$")  # str per row, or list[str] per row
     example: list = Field(min_length=1)  # smoke input: the logged model must load and answer it
     code_paths: list[str] = ["elmo"]  # shipped inside the model (relative to the workspace)
+    # served = measured: a CSV (text, actual, predicted) the logged model must reproduce exactly before
+    # it is registered (elmo/registry/served.py); null: only the example is checked
+    predictions_file: str | None = None
 
     @field_validator("name")
     @classmethod
@@ -79,6 +82,7 @@ _YNAT = RegisteredModelParams(  # name and model_dir follow finetune.task.name (
     higher_is_better=True,
     loader="elmo.task:Classifier",
     example=["손흥민, 시즌 10호 골… 토트넘 3연승", "코스피 2,500선 회복…외국인 순매수"],
+    predictions_file="plots/finetune/dev_predictions.csv",
 )
 
 SERVE_REQUIREMENTS = ["torch", "numpy", "safetensors", "pydantic", "PyYAML", "mecab-python3",

@@ -3,7 +3,8 @@
 ``BiLMEmbedder.load(models/bilm).predict(["문장", ...])`` ->
 ``[{"tokens": [...], "layers": (L+1) x n x 2P nested lists}, ...]`` — layer 0 is the token vector
 duplicated [x; x], layers 1..L are [forward_l; backward_l] (:class:`elmo.embed.elmo.Elmo`). Raw
-text is analysed by the tokenizer saved with the biLM's vocabulary, as in pretraining.
+text goes through the text pipeline saved with the biLM's vocabulary (normaliser + tokenizer,
+:mod:`elmo.text.pipeline`), as the pretraining corpus did.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The MLflow pyfunc that serves a model directory through its loader.
 
 A registered version is a pyfunc model whose artifacts hold the whole model directory (weights,
-vocabularies, tokenizer settings: whatever the stage wrote), whose code snapshot holds the
+vocabularies, the text pipeline: whatever the stage wrote), whose code snapshot holds the
 package that reads it (``code_paths``), and whose ``model_config`` names the loader::
 
     loader.load(model_dir).predict(items) -> one result per item

@@ -9,7 +9,9 @@ For each model declared in ``register.models``:
 3. otherwise find the MLflow run that trained it (the newest FINISHED run tagged with the model
    directory's content hash, elmo/tracking.py ``MODEL_TAG``; none: refused), log the directory
    into that run as a pyfunc model (artifacts + code + pinned requirements), load it back and
-   answer the example inputs — only when every new model passes are they registered, so each
+   answer the example inputs, and, for a model with ``predictions_file`` (the classifier), score
+   every text of it and get exactly the measured predictions (served = measured,
+   elmo/registry/served.py) — only when every new model passes are they registered, so each
    version's source run is the pretrain or finetune run that made it, with that model's metrics;
 4. tag the version (git commit, dvc.lock hashes of its data, params and model, its metrics, how its
    training ended) and compare it with the current champion; the alias moves only when the new one
@@ -33,6 +35,7 @@ from elmo.params import Params
 from elmo.params.register import RegisteredModelParams
 from elmo.registry import champion, gitrepo, store
 from elmo.registry.lockfile import Lock, LockedStage, read_lock
+from elmo.registry.served import check_served
 
 say = get_logger("registry").info  # human messages to stderr (elmo/log.py); stdout is the report
 
@@ -230,6 +233,9 @@ def _register_new(params: Params, root: Path, client, lock: Lock, pending: list[
                                  pip_requirements=p.pip_requirements)
         say(f"{c.spec.name}: loading it back and answering {len(c.spec.example)} example input(s) …")
         smoke_test(info.model_uri, c.spec.example, input_column=c.spec.input_column, input_type=c.spec.input_type)
+        if c.spec.predictions_file:
+            say(f"{c.spec.name}: served = measured: scoring {c.spec.predictions_file} through it …")
+            check_served(info.model_uri, root / c.spec.predictions_file, input_column=c.spec.input_column)
         logged[c.key] = info
     for c in pending:  # every new model loaded and answered: now register them
         description = (f"{c.model_path} from dvc.lock stage {c.stage.name} (md5 {c.model_md5}); "

@@ -25,7 +25,6 @@ from typing import Any
 import polars as pl
 from tqdm import tqdm
 
-from elmo.clean.normalize import Normalizer
 from elmo.clean.reader import manifest_files, read_manifest, read_month, split_lines
 from elmo.clean.schema import OUTPUT_COLUMNS, REASONS, Rejection, parse_record
 from elmo.clean.split import assign_splits
@@ -33,6 +32,7 @@ from elmo.contracts import SPLITS
 from elmo.errors import StageError
 from elmo.io import atomic_path, atomic_write_json, atomic_write_text
 from elmo.params import Params
+from elmo.text.normalize import COUNT_KEYS, Normalizer
 
 SCHEMA = {name: getattr(pl, dtype) for name, dtype in OUTPUT_COLUMNS}
 
@@ -155,8 +155,7 @@ def run(params: Params, root: Path) -> dict[str, Any]:
         "splits": {s: split_counts.get(s, 0) for s in SPLITS},
         "normalisation": {
             k: norm.counts.get(k, 0)
-            for k in ("html_entities", "nfc_changed", "zero_width_removed", "control_chars",
-                      "moderator_notices_removed", "masked_spans")
+            for k in COUNT_KEYS
         },
         "empty_title": int((kept["title"] == "").sum()),
         "empty_content": int((kept["content"] == "").sum()),

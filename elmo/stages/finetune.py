@@ -30,12 +30,14 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 log = get_logger("finetune")
 
 
-def load_task_data(t, data_dir: Path) -> dict[str, Any]:
-    """Train/dev records checked (see elmo/task/data.py) and the label set."""
+def load_task_data(t, data_dir: Path, pipeline) -> dict[str, Any]:
+    """Train/dev records checked (see elmo/task/data.py), their texts normalised by the biLM's text
+    pipeline, and the label set."""
     from elmo.task.data import check_labels, read_records
 
     kw = dict(text_field=t.text_field, label_field=t.label_field, id_field=t.id_field, fmt=t.format,
-              invalid_records=t.invalid_records, empty_text=t.empty_text, delimiter=t.delimiter)
+              invalid_records=t.invalid_records, empty_text=t.empty_text, delimiter=t.delimiter,
+              pipeline=pipeline)
     train, train_rep = read_records(data_dir / t.train_file, **kw)
     dev, dev_rep = read_records(data_dir / t.dev_file, **kw)
     labels, dev, unseen = check_labels(train, dev, str(data_dir / t.dev_file), t.unseen_dev_labels)
@@ -48,7 +50,8 @@ def load_task_data(t, data_dir: Path) -> dict[str, Any]:
 
 
 def tokenize_records(tokenizer, records, max_tokens: int, report, policy: str, desc: str):
-    """Token lists (cut at max_tokens, counted); a text with no tokens is skipped (counted) or an error."""
+    """Token lists of normalised records (cut at max_tokens, counted); a text with no tokens is skipped
+    (counted) or an error. ``tokenizer``: the text pipeline's."""
     from tqdm.auto import tqdm
 
     kept, tokens, truncated = [], [], 0
@@ -75,15 +78,17 @@ def workspace_relative(read_report: dict, root: Path) -> dict:
             "skipped_examples": [e.removeprefix(prefix) for e in read_report["skipped_examples"]]}
 
 
-def pretraining_tokenizer(bilm_dir: Path):
-    """The tokenizer the biLM's corpus was analysed with (stored in its vocabulary)."""
+def pretraining_pipeline(bilm_dir: Path):
+    """The text pipeline the biLM's corpus was made with (stored in its vocabulary; an old vocabulary
+    without one: the default normaliser with its tokenizer settings, and a warning)."""
     from elmo.model import vocab_dir
+    from elmo.text.pipeline import TextPipeline
     from elmo.vocab import Vocabulary
 
     vdir = vocab_dir(bilm_dir)
     if vdir is None:
         raise FileNotFoundError(f"{bilm_dir}: the biLM was saved without its vocabulary (vocab/)")
-    return Vocabulary.load(vdir).make_tokenizer()
+    return TextPipeline.load(vdir, legacy_tokenizer=Vocabulary.load(vdir).tokenizer_config)
 
 
 def run(params, root: Path) -> dict:
@@ -91,21 +96,22 @@ def run(params, root: Path) -> dict:
 
     from elmo.budget import warn_clock
     from elmo.task.variants import VARIANTS
-    from elmo.text import Tokenizer
+    from elmo.text.pipeline import TextPipeline
     from elmo.tracking import RunTracker, start_run, tag_trained_model
 
     f = params.finetune
     t0 = time.perf_counter()
     threads = f.train.threads or len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
-    data = load_task_data(f.task, root / f.task.data_dir)
-    labels = data["labels"]
     needs_elmo = f.model.use_elmo or any(c in VARIANTS and VARIANTS[c][2] is not None for c in f.compare)
     bilm_dir = root / f.bilm_dir
     if needs_elmo and not (bilm_dir / "config.json").is_file():
         raise FileNotFoundError(f"{bilm_dir}: no saved biLM (run `elmo pretrain` first, or set finetune.bilm_dir)")
-    tokenizer = pretraining_tokenizer(bilm_dir) if (bilm_dir / "config.json").is_file() \
-        else Tokenizer.from_params(params.tokenize)
+    pipeline = pretraining_pipeline(bilm_dir) if (bilm_dir / "config.json").is_file() \
+        else TextPipeline.from_params(params.clean, params.tokenize)
+    tokenizer = pipeline.tokenizer
+    data = load_task_data(f.task, root / f.task.data_dir, pipeline)
+    labels = data["labels"]
     reps = data["reports"]
     train_recs, train_tok, trunc_tr = tokenize_records(tokenizer, data["train"], f.max_tokens, reps["train"],
                                                        f.task.empty_text, "train")
@@ -115,11 +121,11 @@ def run(params, root: Path) -> dict:
         f"skipped train {dict(reps['train'].skipped)} dev {dict(reps['dev'].skipped)}")
 
     with start_run(params.mlflow, root, stage="finetune", run_name=f"finetune-{f.task.name}",
-                   params={"finetune": f.model_dump(), "seed": params.seed, "tokenizer": tokenizer.config()}) as run:
+                   params={"finetune": f.model_dump(), "seed": params.seed, "text_pipeline": pipeline.config()}) as run:
         from elmo.task.experiment import Experiment, TaskInputs
         from elmo.task.outputs import report, write_outputs
 
-        inputs = TaskInputs(labels, train_recs, train_tok, dev_recs, dev_tok, tokenizer)
+        inputs = TaskInputs(labels, train_recs, train_tok, dev_recs, dev_tok, pipeline)
         job = Experiment(params, root, inputs, bilm_dir if needs_elmo else None, tracker=RunTracker(run),
                          log=log.info)
         result = job.run_all()

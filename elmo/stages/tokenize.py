@@ -33,6 +33,7 @@ from elmo.data.tables import read_parquet_checked, row_label
 from elmo.errors import StageError
 from elmo.io import atomic_path, atomic_write_json
 from elmo.text.parallel import STAT_KEYS, merge_parts, resolve_workers, tokenize_to_parquet
+from elmo.text.pipeline import TextPipeline
 from elmo.text.tokenizer import Tokenizer
 from elmo.workspace_lock import stage_lock
 
@@ -79,8 +80,10 @@ def _tokenize_rows(p, df: pl.DataFrame, out_dir: Path, workers: int, progress: b
     )
 
 
-def _finish(p, root: Path, in_path: Path, n_petitions: int, tmp_out: Path, stats: dict) -> dict:
-    """Check the totals, write tokenizer.json into the (temporary) output and the metrics."""
+def _finish(params, root: Path, in_path: Path, n_petitions: int, tmp_out: Path, stats: dict) -> dict:
+    """Check the totals, write tokenizer.json and text_pipeline.json into the (temporary) output and
+    the metrics."""
+    p = params.tokenize
     total = {k: sum(st[k] for st in stats.values()) for k in STAT_KEYS}
     if total["tokens"] == 0:
         raise StageError(f"{in_path}: no tokens at all in fields {', '.join(p.fields)} of {n_petitions} petitions")
@@ -88,6 +91,7 @@ def _finish(p, root: Path, in_path: Path, n_petitions: int, tmp_out: Path, stats
     atomic_write_json(tmp_out / TOKENIZER_FILE, {
         "tokenizer": tokenizer.config(), "fields": list(p.fields), "versions": _versions(p.tagger),
     })
+    TextPipeline.from_params(params.clean, p).save(tmp_out)  # the corpus's: clean's normaliser + this tokenizer
     return {"tokenizer": tokenizer.config(), "fields": list(p.fields), "splits": stats, "total": total}
 
 
@@ -111,7 +115,7 @@ def run(params, root: Path) -> dict:
         with atomic_path(root / p.out_dir) as tmp:
             tmp.mkdir()
             stats = _tokenize_rows(p, df, tmp, workers, progress=True)
-            metrics = _finish(p, root, in_path, df.height, tmp, stats)
+            metrics = _finish(params, root, in_path, df.height, tmp, stats)
     return {**_report(p, root, metrics, time.perf_counter() - t0, workers), "leftovers_removed": leftovers}
 
 
@@ -176,7 +180,7 @@ def finish_shards(params, root: Path, results: list[dict[str, Any]]) -> dict:
     with atomic_path(root / p.out_dir) as tmp:
         tmp.mkdir()
         merge_parts([Path(r["dir"]) for r in results], tmp)
-        metrics = _finish(p, root, in_path, sum(st["petitions"] for st in stats.values()), tmp, stats)
+        metrics = _finish(params, root, in_path, sum(st["petitions"] for st in stats.values()), tmp, stats)
     shutil.rmtree(_shards_dir(p, root), ignore_errors=True)
     seconds = time.perf_counter() - t0 + sum(r["seconds"] for r in results)
     return _report(p, root, metrics, seconds, workers=f"{n} shards")

@@ -17,11 +17,13 @@ from pathlib import Path
 import polars as pl
 from tqdm import tqdm
 
-from elmo.contracts import SPLITS, TOKENIZER_FILE, sentences_polars_schema
+from elmo.contracts import SPLITS, TEXT_PIPELINE_FILE, TOKENIZER_FILE, sentences_polars_schema
 from elmo.data.arrays import build_arrays
 from elmo.data.tables import read_parquet_checked
 from elmo.errors import StageError
 from elmo.io import atomic_write_json
+from elmo.text.pipeline import TextPipeline
+from elmo.text.tokenizer import Tokenizer
 from elmo.vocab.build import build_vocabulary
 
 COLUMNS = sentences_polars_schema()
@@ -70,6 +72,10 @@ def run(params, root: Path) -> dict:
         tokenizer = json.loads(tok_path.read_text(encoding="utf-8"))["tokenizer"]
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise StageError(f"{tok_path}: not a tokenizer description ({type(err).__name__}: {err})") from None
+    pipeline = TextPipeline.load(in_dir)
+    if pipeline.tokenizer.config() != Tokenizer.from_config(tokenizer).config():
+        raise StageError(f"{in_dir / TEXT_PIPELINE_FILE}: its tokenizer {pipeline.tokenizer.config()} differs from "
+                         f"{tok_path}'s {tokenizer} (rerun `elmo tokenize`)")
     with tqdm(total=3, desc="vocab", unit="step", bar_format="{desc}: {n}/{total}{postfix} [{elapsed}]") as bar:
         bar.set_postfix_str("reading and checking the tokenized splits")
         tables = {s: read_sentences(in_dir / f"{s}.parquet", required=(s == "train")) for s in SPLITS}
@@ -79,7 +85,7 @@ def run(params, root: Path) -> dict:
             tables["train"], min_count=p.min_count, max_size=p.max_size, char_unit=p.char_unit,
             char_min_count=p.char_min_count, max_chars_per_token=p.max_chars_per_token, tokenizer=tokenizer,
         )
-        vocab.save(root / p.out_dir)
+        vocab.save(root / p.out_dir, extra_json={TEXT_PIPELINE_FILE: pipeline.config()})
         bar.update()
         bar.set_postfix_str(f"training arrays ({vocab.size:,} words, {vocab.char_size:,} {p.char_unit} ids)")
         stats = build_arrays(vocab, tables, root / p.arrays_dir, known_types={"train": counts["token"]})

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from elmo.budget import CLOCK, STEPS, step_pause
+from elmo.contracts import TEXT_PIPELINE_FILE
 from elmo.embed.cache import model_fingerprint, tokens_fingerprint
 from elmo.errors import StageError
 from elmo.task.schedule import slanted_triangular
@@ -184,9 +185,15 @@ def adapt_bilm(bilm_dir: str | Path, token_lists: list[list[str]], out_dir: str 
         f"held-out task-text perplexity {ppl_before:.1f} -> {ppl_after:.1f}")
     bilm.eval()
     with tempfile.TemporaryDirectory() as tmp:
-        vocab_out = vocab.save(Path(tmp) / "vocab") if added else vdir
+        vocab_out = vocab.save(Path(tmp) / "vocab", extra_json=_pipeline_files(vdir)) if added else vdir
         bilm.save(out_dir, vocab_dir=vocab_out, meta={"adapt": info})  # no timings: what the model is only
     return AdaptResult(out_dir, False, key, {**info, **timing})
+
+
+def _pipeline_files(vdir: Path) -> dict:
+    """The source vocabulary's text pipeline file, for the extended vocabulary (none for an old one)."""
+    path = vdir / TEXT_PIPELINE_FILE
+    return {TEXT_PIPELINE_FILE: json.loads(path.read_text(encoding="utf-8"))} if path.is_file() else {}
 
 
 def random_bilm(bilm_dir: str | Path, cache_dir: str | Path, seed: int) -> Path:

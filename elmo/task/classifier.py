@@ -5,8 +5,14 @@
                             "task": TaskConfig, "max_tokens": 64, "meta": {...}}
       weights.safetensors  the task model (mixes, word embedding, RNN, output layer)
       words.txt            the task word vocabulary
-      tokenizer.json       how raw text is analysed (the pretraining corpus's tokenizer)
+      text_pipeline.json   how raw text becomes tokens: the pretraining corpus's text pipeline
+                           (normaliser + tokenizer, elmo.text.pipeline)
       bilm/                the frozen biLM with its vocab/ (only when the model uses ELMo)
+
+``config.json``'s ``layer_dtype`` is the precision of the biLM layers the model was trained on (the
+layer cache's, ``finetune.cache_dtype``): served layers are rounded to it, so the classifier serves
+exactly what was measured. A directory from before the text pipeline was saved (``tokenizer.json``
+only) loads with the default normaliser and a warning; one without ``layer_dtype`` serves float32.
 
 ``Classifier.load(dir).predict(["헤드라인", ...])`` -> ``[{"label": str, "probs": {label: p}}, ...]``
 (what ``elmo predict`` prints and the registry's pyfunc serves). No pickle anywhere.
@@ -24,21 +30,25 @@ import numpy as np
 import torch
 
 from elmo.io import atomic_path, canonical_safetensors
-from elmo.task.data import normalize_text
 from elmo.task.model import TaskConfig, TaskModel
 from elmo.task.words import TaskWords
+from elmo.text.pipeline import TextPipeline
 
 FORMAT = "elmo-ko/classifier"
 FORMAT_VERSION = 1
+LAYER_DTYPES = ("float16", "float32")
+LEGACY_TOKENIZER_FILE = "tokenizer.json"  # what a classifier directory held before text_pipeline.json
 
 
 def save_classifier(directory: str | Path, *, model, labels: list[str], words: TaskWords,
-                    tokenizer_config: dict, max_tokens: int, bilm_dir: str | Path | None,
-                    tfidf=None, ensemble: dict | None = None, meta: dict | None = None) -> Path:
+                    pipeline: TextPipeline, max_tokens: int, bilm_dir: str | Path | None,
+                    layer_dtype: str, tfidf=None, ensemble: dict | None = None,
+                    meta: dict | None = None) -> Path:
     """Write the classifier. ``model`` is a :class:`TaskModel` (its frozen biLM copied from ``bilm_dir``)
     or a :class:`BiLMTaskModel` (its biLM saved as trained, with ``bilm_dir``'s vocabulary). With
     ``tfidf`` (a :class:`~elmo.task.baseline.TfidfModel`) and ``ensemble`` (an
-    :class:`~elmo.task.ensemble.Ensemble` as a dict) the classifier is their product (``tfidf/``)."""
+    :class:`~elmo.task.ensemble.Ensemble` as a dict) the classifier is their product (``tfidf/``).
+    ``layer_dtype``: the precision of the biLM layers the model was trained on (float16 or float32)."""
     from safetensors.torch import save_file
 
     from elmo.model import vocab_dir
@@ -48,10 +58,12 @@ def save_classifier(directory: str | Path, *, model, labels: list[str], words: T
     head = model.head if isinstance(model, BiLMTaskModel) else model
     if head.cfg.use_elmo and bilm_dir is None:
         raise ValueError("a model that uses ELMo is saved with its biLM (bilm_dir)")
+    if layer_dtype not in LAYER_DTYPES:
+        raise ValueError(f"layer_dtype must be one of {', '.join(LAYER_DTYPES)}, got {layer_dtype!r}")
     if (tfidf is None) != (ensemble is None):
         raise ValueError("an ensemble classifier needs both the TF-IDF model and the ensemble's weights")
     doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "labels": labels, "task": head.cfg.to_dict(),
-           "max_tokens": max_tokens, "ensemble": ensemble, "meta": meta or {}}
+           "max_tokens": max_tokens, "layer_dtype": layer_dtype, "ensemble": ensemble, "meta": meta or {}}
     state = {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}
     with atomic_path(directory) as tmp:
         tmp.mkdir()
@@ -60,8 +72,7 @@ def save_classifier(directory: str | Path, *, model, labels: list[str], words: T
         save_file(state, str(tmp / "weights.safetensors"), metadata={"format": "pt", "model": FORMAT})
         canonical_safetensors(tmp / "weights.safetensors")  # the same bytes for the same weights
         words.save(tmp / "words.txt")
-        (tmp / "tokenizer.json").write_text(json.dumps(tokenizer_config, ensure_ascii=False, indent=2) + "\n",
-                                            encoding="utf-8")
+        pipeline.save(tmp)
         if isinstance(model, BiLMTaskModel):
             model.bilm.save(tmp / "bilm", vocab_dir=vocab_dir(bilm_dir), meta={"finetuned_in_classifier": True})
         elif head.cfg.use_elmo:
@@ -73,15 +84,16 @@ def save_classifier(directory: str | Path, *, model, labels: list[str], words: T
 
 
 class Classifier:
-    def __init__(self, model: TaskModel, labels: list[str], words: TaskWords, tokenizer, elmo=None,
-                 max_tokens: int = 64, tfidf=None, ensemble=None) -> None:
+    def __init__(self, model: TaskModel, labels: list[str], words: TaskWords, pipeline: TextPipeline, elmo=None,
+                 max_tokens: int = 64, tfidf=None, ensemble=None, layer_dtype: str = "float32") -> None:
         if model.cfg.use_elmo and elmo is None:
             raise ValueError("this model uses ELMo: pass the Elmo it was trained with")
         self.model = model.eval()
         self.labels = labels
         self.words = words
-        self.tokenizer = tokenizer
+        self.pipeline = pipeline
         self.elmo = elmo
+        self.layer_dtype = layer_dtype
         self.max_tokens = max_tokens
         self.tfidf, self.ensemble = tfidf, ensemble  # the TF-IDF half and its Ensemble, or None
 
@@ -90,7 +102,6 @@ class Classifier:
         from safetensors.torch import load_file
 
         from elmo.embed.elmo import Elmo
-        from elmo.text import Tokenizer
 
         directory = Path(directory)
         cfg_path = directory / "config.json"
@@ -110,8 +121,8 @@ class Classifier:
         if missing or unexpected:
             raise ValueError(f"{directory / 'weights.safetensors'}: weights do not match config.json "
                              f"(missing: {', '.join(missing) or '-'}; unexpected: {', '.join(unexpected) or '-'})")
-        tokenizer = Tokenizer.from_config(json.loads((directory / "tokenizer.json").read_text(encoding="utf-8")))
-        elmo = Elmo.load(directory / "bilm", tokenizer=tokenizer) if model.cfg.use_elmo else None
+        pipeline = TextPipeline.load(directory, legacy_tokenizer=_legacy_tokenizer(directory))
+        elmo = Elmo.load(directory / "bilm", pipeline=pipeline) if model.cfg.use_elmo else None
         tfidf = ensemble = None
         if doc.get("ensemble"):
             from elmo.task.baseline import TfidfModel
@@ -120,16 +131,24 @@ class Classifier:
             tfidf, ensemble = TfidfModel.load(directory / "tfidf"), Ensemble(**doc["ensemble"])
             if tfidf.labels != list(doc["labels"]):
                 raise ValueError(f"{directory / 'tfidf'}: its labels differ from config.json's")
-        return cls(model, list(doc["labels"]), TaskWords.load(directory / "words.txt"), tokenizer, elmo,
-                   int(doc["max_tokens"]), tfidf, ensemble)
+        layer_dtype = doc.get("layer_dtype", "float32")
+        if layer_dtype not in LAYER_DTYPES:
+            raise ValueError(f"{cfg_path}: layer_dtype {layer_dtype!r}, expected one of {', '.join(LAYER_DTYPES)}")
+        return cls(model, list(doc["labels"]), TaskWords.load(directory / "words.txt"), pipeline, elmo,
+                   int(doc["max_tokens"]), tfidf, ensemble, layer_dtype)
 
-    def tokens(self, texts: Sequence[str]) -> list[list[str]]:
-        out = []
+    def normalize(self, texts: Sequence[str]) -> list[str]:
+        """The texts through the text pipeline's normaliser (what the model was trained on)."""
         for i, text in enumerate(texts):
             if not isinstance(text, str):
                 raise TypeError(f"text {i}: expected a string, got {type(text).__name__}")
             _check_unicode(text, i)
-            toks = self.tokenizer.tokenize(normalize_text(text))[: self.max_tokens]
+        return self.pipeline.normalize(list(texts))
+
+    def tokens(self, texts: Sequence[str]) -> list[list[str]]:
+        out = []
+        for i, (text, norm) in enumerate(zip(texts, self.normalize(texts))):
+            toks = self.pipeline.tokenizer.tokenize(norm)[: self.max_tokens]
             if not toks:
                 raise ValueError(f"text {i} is empty (no tokens after analysis): {text!r}")
             out.append(toks)
@@ -147,11 +166,11 @@ class Classifier:
         tokens = self.tokens(texts)
         layers = None
         if self.model.cfg.use_elmo:
-            layers = _MemoryLayers(self.elmo, tokens)
+            layers = _MemoryLayers(self.elmo, tokens, self.layer_dtype)
         data = TaskData([self.words.ids(t) for t in tokens], np.zeros(len(tokens), dtype=np.int64), layers)
         probs = predict_proba(self.model, data)
         if self.ensemble is not None:
-            probs = self.ensemble.combine(probs, self.tfidf.predict_proba([normalize_text(t) for t in texts]))
+            probs = self.ensemble.combine(probs, self.tfidf.predict_proba(self.normalize(texts)))
         return probs
 
     def predict(self, texts: Sequence[str]) -> list[dict[str, Any]]:
@@ -172,13 +191,20 @@ def _check_unicode(text: str, i: int) -> None:
         raise ValueError(f"text {i}: not valid UTF-8 text: character {err.start} is {what}: {text!r}") from None
 
 
-class _MemoryLayers:
-    """The LayerCache interface over layers computed now, in memory (prediction on raw text)."""
+def _legacy_tokenizer(directory: Path) -> dict | None:
+    """The tokenizer settings of a classifier saved before its text pipeline was (None if absent)."""
+    path = directory / LEGACY_TOKENIZER_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
-    def __init__(self, elmo, tokens: list[list[str]]) -> None:
+
+class _MemoryLayers:
+    """The LayerCache interface over layers computed now, in memory (prediction on raw text), stored
+    in ``dtype`` as the layer cache the model was trained on stores them (elmo/embed/cache.py)."""
+
+    def __init__(self, elmo, tokens: list[list[str]], dtype: str = "float32") -> None:
         self._layers: list[np.ndarray] = [None] * len(tokens)  # type: ignore[list-item]
         for i, h in elmo.iter_layers(tokens):
-            self._layers[i] = h.permute(1, 0, 2).numpy()  # (n, L+1, D)
+            self._layers[i] = h.permute(1, 0, 2).numpy().astype(dtype)  # (n, L+1, D)
 
     def __len__(self) -> int:
         return len(self._layers)

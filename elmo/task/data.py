@@ -8,21 +8,22 @@ line (1-based; for a JSON array, the line where the record starts) and the field
 * a record that is not an object (or a CSV row with the wrong number of columns), a missing text
   or label field, or one of the wrong type -> ``StageError`` (``invalid_records: error``) or a
   counted skip (``skip``);
-* an empty text -> a counted skip (``empty_text: skip``) or an error;
+* an empty text (after normalisation) -> a counted skip (``empty_text: skip``) or an error;
 * a JSON syntax error, or a CSV/TSV the csv module cannot read -> always an error (nothing after
   it can be trusted); an unclosed quote is named by the line where it opened (also when a later
   quote closes it: a record that runs over several lines to the wrong number of columns).
 
 CSV and TSV have a header row naming the columns; the separator is ``,`` for csv, a tab for tsv, or
 ``finetune.task.delimiter``. Labels may be strings or integers (``0``, ``1``, ... in JSON, or any
-text in CSV/TSV); they are compared as strings.
+text in CSV/TSV); they are compared as strings. Texts go through the text pipeline's normaliser
+(``elmo.text.pipeline``: the biLM's, as the pretraining corpus did); what it changed is counted in
+the read report (``normalisation``, in ``metrics/finetune.json`` under ``data``).
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import unicodedata
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from elmo.errors import StageError
+from elmo.text.pipeline import TextPipeline
 
 FORMATS = ("json", "jsonl", "csv", "tsv")
 SUFFIXES = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv", ".tab": "tsv"}
@@ -41,6 +43,7 @@ class Record:
     label: str
     line: int  # 1-based line in the source file
     id: str | None = None
+    raw: str | None = None  # the text as in the file (``text`` is it normalised by the text pipeline)
 
 
 @dataclass
@@ -49,6 +52,7 @@ class ReadReport:
     records: int = 0
     skipped: Counter = field(default_factory=Counter)  # reason -> count
     examples: list[str] = field(default_factory=list)  # the first few skipped, as "file:line: why"
+    normalisation: dict[str, int] = field(default_factory=dict)  # what the text pipeline's normaliser changed
 
     def skip(self, reason: str, where: str) -> None:
         self.skipped[reason] += 1
@@ -57,7 +61,8 @@ class ReadReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {"file": self.file, "records": self.records, "skipped": dict(self.skipped),
-                "skipped_total": sum(self.skipped.values()), "skipped_examples": self.examples}
+                "skipped_total": sum(self.skipped.values()), "skipped_examples": self.examples,
+                "normalisation": dict(self.normalisation)}
 
 
 class _Bad(Exception):
@@ -76,11 +81,6 @@ def detect_format(path: Path, fmt: str = "auto") -> str:
         return SUFFIXES[suffix]
     raise StageError(f"{path}: cannot tell the format from the suffix {suffix!r}; set finetune.task.format "
                      f"({', '.join(FORMATS)})")
-
-
-def normalize_text(text: str) -> str:
-    """NFC and collapsed whitespace: what the text of a record becomes before tokenization."""
-    return " ".join(unicodedata.normalize("NFC", text).split())
 
 
 def _iter_json_array(path: Path) -> Iterator[tuple[int, Any]]:
@@ -210,8 +210,9 @@ def _field(obj: Any, name: str, where: str, *, allow_int: bool = False) -> str:
 
 def read_records(path: str | Path, *, text_field: str, label_field: str, id_field: str | None = None,
                  fmt: str = "auto", invalid_records: str = "error", empty_text: str = "skip",
-                 delimiter: str | None = None) -> tuple[list[Record], ReadReport]:
-    """Records of a labeled dataset file and what was skipped (see the module docstring)."""
+                 delimiter: str | None = None, pipeline: TextPipeline | None = None) -> tuple[list[Record], ReadReport]:
+    """Records of a labeled dataset file and what was skipped (see the module docstring). Texts are
+    normalised by ``pipeline`` (the biLM's text pipeline; the default one when None)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such dataset file (run `elmo fetch_task`)")
@@ -224,7 +225,15 @@ def read_records(path: str | Path, *, text_field: str, label_field: str, id_fiel
     else:
         sep = delimiter or ("\t" if fmt == "tsv" else ",")
         rows = _iter_csv(path, report, invalid_records, [text_field, label_field], sep)
-    out: list[Record] = []
+    pending: list[tuple[int, str, str, str, Any]] = []  # (line, where, raw text, label, id)
+
+    def bad_record(bad: _Bad) -> None:
+        policy = empty_text if bad.reason == "empty_text" else invalid_records
+        if policy == "error":
+            hint = "finetune.task.empty_text" if bad.reason == "empty_text" else "finetune.task.invalid_records"
+            raise StageError(f"{bad} (set {hint}: skip to count and skip such records)") from None
+        report.skip(bad.reason, str(bad))
+
     try:
         for line, obj in rows:
             where = f"{path}: line {line}"
@@ -234,21 +243,22 @@ def read_records(path: str | Path, *, text_field: str, label_field: str, id_fiel
                 if not label:
                     raise _Bad("malformed", f"{where}: field {label_field!r} is empty")
                 rid = obj.get(id_field) if id_field else None
-                text = normalize_text(text)
-                if not text:
-                    raise _Bad("empty_text", f"{where}: field {text_field!r} is empty")
             except _Bad as bad:
-                policy = empty_text if bad.reason == "empty_text" else invalid_records
-                if policy == "error":
-                    hint = "finetune.task.empty_text" if bad.reason == "empty_text" else "finetune.task.invalid_records"
-                    raise StageError(f"{bad} (set {hint}: skip to count and skip such records)") from None
-                report.skip(bad.reason, str(bad))
+                bad_record(bad)
                 continue
-            out.append(Record(text=text, label=label, line=line, id=None if rid is None else str(rid)))
+            pending.append((line, where, text, label, rid))
     except UnicodeDecodeError as err:
         raise StageError(f"{path}: not UTF-8 text: {err}") from None
     except RecursionError:
         raise StageError(f"{path}: a record is nested too deeply to read") from None
+    # the text pipeline's normaliser, on every text at once (what the models see; counted)
+    texts, report.normalisation = (pipeline or TextPipeline()).normalize_counted([p[2] for p in pending])
+    out: list[Record] = []
+    for (line, where, raw, label, rid), text in zip(pending, texts):
+        if not text:
+            bad_record(_Bad("empty_text", f"{where}: field {text_field!r} is empty"))
+            continue
+        out.append(Record(text=text, label=label, line=line, id=None if rid is None else str(rid), raw=raw))
     report.records = len(out)
     if not out:
         raise StageError(f"{path}: no usable records ({sum(report.skipped.values())} skipped)")

@@ -18,7 +18,7 @@ import numpy as np
 from elmo.errors import StageError
 from elmo.log import get_logger
 from elmo.task.metrics import probs_metrics
-from elmo.task.model import TaskConfig, TaskModel
+from elmo.task.model import BiLMTaskModel, TaskConfig, TaskModel
 from elmo.task.train import FitResult, TaskData, fit, predict_proba
 from elmo.task.variants import BASELINE, BASELINE_DESCRIPTION, UNFROZEN_MODES, VARIANTS, variant_mode, variant_params
 from elmo.task.words import TaskWords
@@ -58,7 +58,7 @@ class TaskInputs:
     train_tok: list[list[str]]
     dev_recs: list
     dev_tok: list[list[str]]
-    tokenizer: Any  # the pretraining tokenizer (elmo.text.Tokenizer)
+    pipeline: Any  # the pretraining corpus's text pipeline (elmo.text.pipeline.TextPipeline)
 
 
 class Experiment:
@@ -83,7 +83,7 @@ class Experiment:
         self.splits = {"fit": [t for t, h in zip(train_tok, held) if not h],
                        "heldout": [t for t, h in zip(train_tok, held) if h], "dev": inputs.dev_tok}
         self.train_tok = train_tok
-        self.tokenizer, self.bilm_dir = inputs.tokenizer, bilm_dir
+        self.pipeline, self.bilm_dir = inputs.pipeline, bilm_dir
         self.tracker = tracker if tracker is not None else NullTracker()
         self.log = log if log is not None else get_logger("finetune").info
         self.words = TaskWords.build(self.splits["fit"], self.f.model.word_min_count)
@@ -137,13 +137,19 @@ class Experiment:
         key = (str(bilm_dir), split)
         if key not in self.caches:
             t0 = time.perf_counter()
-            elmo = Elmo.load(bilm_dir, tokenizer=self.tokenizer, max_batch_tokens=self.f.embed_batch_tokens)
+            elmo = Elmo.load(bilm_dir, pipeline=self.pipeline, max_batch_tokens=self.f.embed_batch_tokens)
             cache = cached_layers(elmo, self.splits[split], self.root / self.f.cache_dir, model_dir=bilm_dir,
                                   dtype=self.f.cache_dtype, desc=f"biLM layers ({split})")
             self.caches[key] = cache
             self.log(f"biLM layers for {split}: {'read from' if cache.hit else 'computed into'} {cache.path}")
             self.cache_seconds += time.perf_counter() - t0
         return self.caches[key]
+
+    def layer_dtype(self, t: Trained) -> str:
+        """The precision of the biLM layers ``t`` was trained on: the layer cache's for a frozen biLM;
+        float32 when the biLM ran inside the model (unfrozen modes) or there is none."""
+        frozen = t.bilm_dir is not None and not isinstance(t.model, BiLMTaskModel)
+        return self.f.cache_dtype if frozen else "float32"
 
     def data(self, split: str, mode: str | None, bilm_dir: Path | None) -> TaskData:
         layers = self.layers(bilm_dir, split) if mode is not None and mode not in UNFROZEN_MODES else None
@@ -179,7 +185,6 @@ class Experiment:
                        max_seconds=tp.max_minutes * 60 if tp.max_minutes else None)
         if mode in UNFROZEN_MODES:
             from elmo.model import vocab_dir
-            from elmo.task.model import BiLMTaskModel
             from elmo.task.schedule import UnfreezePlan, bilm_layer_groups
             from elmo.vocab import Vocabulary
 
@@ -232,10 +237,12 @@ class Experiment:
                                       self.labels, self.f.ensemble.weights)
         dev_p = ens.combine(main.dev_probs, tfidf.predict_proba([r.text for r in self.dev_recs]))
         dev = probs_metrics(self.y["dev"], dev_p, self.labels)
+
         held_f1 = max(s["heldout_macro_f1"] for s in scores)
         self.log(f"ensemble with tfidf_lr: weight {ens.weight} (temperatures {ens.t_elmo:.2f} / {ens.t_tfidf:.2f}), "
                  f"held-out macro-F1 {held_f1:.4f} -> dev macro-F1 {dev['macro_f1']:.4f}")
-        return {"ensemble": ens, "tfidf": tfidf, "dev": dev, "heldout_macro_f1": held_f1, "weights": scores}
+        return {"ensemble": ens, "tfidf": tfidf, "dev": dev, "dev_probs": dev_p, "heldout_macro_f1": held_f1,
+                "weights": scores}
 
     def row(self, name: str, description: str, t: Trained, is_main: bool) -> dict[str, Any]:
         return {"name": name, "description": description, "macro_f1": t.dev["macro_f1"],

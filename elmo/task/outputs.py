@@ -29,8 +29,8 @@ def save_main_model(exp: Experiment, result: dict[str, Any]) -> None:
     trained: Trained = result["main"]
     main, dev, ens = trained.fit, result["main_dev"], result["ensemble"]
     save_classifier(exp.root / f.out_dir, model=trained.model, labels=exp.labels, words=exp.words,
-                    tokenizer_config=exp.tokenizer.config(), max_tokens=f.max_tokens,
-                    bilm_dir=trained.bilm_dir, tfidf=ens["tfidf"] if ens else None,
+                    pipeline=exp.pipeline, max_tokens=f.max_tokens, bilm_dir=trained.bilm_dir,
+                    layer_dtype=exp.layer_dtype(trained), tfidf=ens["tfidf"] if ens else None,
                     ensemble=ens["ensemble"].to_dict() if ens else None,
                     meta={"task": f.task.name, "bilm_mode": f.bilm.mode,  # what the model is: no run id, no time
                           "dev_macro_f1": dev["macro_f1"], "best_epoch": main.best_epoch,
@@ -90,6 +90,16 @@ def write_comparison(exp: Experiment, result: dict[str, Any]) -> None:
                                           exp.adapted.info if exp.adapted is not None else None))
 
 
+def dev_predictions(exp: Experiment, result: dict[str, Any]) -> list[dict[str, str]]:
+    """The main model's prediction of each dev record, in the dev file's order, with the record's text
+    as in the file: what the served model must reproduce exactly (register's served = measured check,
+    elmo/registry/served.py); its (actual, predicted) pairs are the confusion matrix of the metrics."""
+    ens = result["ensemble"]
+    probs = ens["dev_probs"] if ens else result["main"].dev_probs
+    return [{"text": r.raw if r.raw is not None else r.text, "actual": r.label, "predicted": exp.labels[int(k)]}
+            for r, k in zip(exp.dev_recs, probs.argmax(axis=1))]
+
+
 def write_plots(exp: Experiment, result: dict[str, Any]) -> None:
     """plots/finetune: the main model's history, one held-out curve per compared model, the dev
     predictions (DVC's confusion plot) and a confusion PNG."""
@@ -105,10 +115,7 @@ def write_plots(exp: Experiment, result: dict[str, Any]) -> None:
             if r.get("history"):
                 write_csv(tmp / f"{r['name']}.csv", r["history"], ["epoch", "heldout_macro_f1"])
     cm = dev["confusion"]["matrix"]
-    write_csv(plots / "dev_predictions.csv",
-              [{"actual": labels[i], "predicted": labels[j]}
-               for i in range(len(cm)) for j in range(len(cm)) for _ in range(cm[i][j])],
-              ["actual", "predicted"])
+    write_csv(plots / "dev_predictions.csv", dev_predictions(exp, result), ["text", "actual", "predicted"])
     confusion_png(plots / "confusion.png", cm, labels,
                   f"{f.task.name} dev: macro-F1 {dev['macro_f1']:.4f}, accuracy {dev['accuracy']:.4f}")
 

@@ -1,7 +1,10 @@
-"""Korean text → sentences → tokens (sanitize, sentence rules, MeCab-ko/Okt/Komoran, parallel runs).
+"""Korean text → normalised text → sentences → tokens: the text pipeline's one home.
 
-The public entry point is :class:`elmo.text.tokenizer.Tokenizer`; the tokenize stage runs it over
-shards of petitions in parallel (:mod:`elmo.text.parallel`).
+:class:`elmo.text.pipeline.TextPipeline` (normaliser + tokenizer settings, saved with every model)
+is how any text becomes what a model sees; :mod:`elmo.text.normalize` is its normaliser (the clean
+stage runs it on the petitions) and :class:`elmo.text.tokenizer.Tokenizer` its tokenizer (sanitize,
+sentence rules, MeCab-ko/Okt/Komoran), which the tokenize stage runs over shards of petitions in
+parallel (:mod:`elmo.text.parallel`).
 """
 
 from elmo.text.tokenizer import Tokenizer

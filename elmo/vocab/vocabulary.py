@@ -6,7 +6,9 @@ A vocabulary directory (``data/processed/vocab/``, copied into every model) hold
 * ``chars.txt`` — the character units in id order (:mod:`elmo.vocab.chars`),
 * ``vocab.json`` — the config (word and char settings, the tokenizer config) and ``sha256``, a hash
   of the config and both files: the same data and params always give the same hash, and
-  :meth:`Vocabulary.load` refuses files that do not match it.
+  :meth:`Vocabulary.load` refuses files that do not match it;
+* ``text_pipeline.json`` — the corpus's text pipeline (normaliser + tokenizer settings,
+  :mod:`elmo.text.pipeline`), written by the vocab stage: how raw text becomes tokens for this model.
 
 >>> vocab = Vocabulary.load("data/processed/vocab")
 >>> vocab.word_ids(["청원", "합니다"])          # (n,) int64
@@ -80,11 +82,14 @@ class Vocabulary:
                 f"max_chars_per_token={self.max_chars_per_token}, sha256={self.sha256[:12]})")
 
     # --- files ----------------------------------------------------------------------------------
-    def save(self, directory: str | Path) -> Path:
-        """Write the three files into ``directory`` (atomically, as a whole directory)."""
+    def save(self, directory: str | Path, extra_json: dict[str, Any] | None = None) -> Path:
+        """Write the three files into ``directory`` (atomically, as a whole directory), with
+        ``extra_json`` (file name -> document) beside them: the vocab stage adds the text pipeline."""
         directory = Path(directory)
         with atomic_path(directory) as tmp:
             tmp.mkdir()
+            for name, doc in (extra_json or {}).items():
+                atomic_write_json(tmp / name, doc)
             atomic_write_text(tmp / WORDS_TXT, self.words.to_text())
             atomic_write_text(tmp / CHARS_TXT, self.chars.to_text())
             atomic_write_json(tmp / VOCAB_JSON, {**self.config(), "sha256": self.sha256})
@@ -124,12 +129,6 @@ class Vocabulary:
         ``init: previous``): word ids and existing character ids never move."""
         chars, added = self.chars.extended(token_counts, min_count)
         return (Vocabulary(self.words, chars, self.tokenizer_config) if added else self), added
-
-    def make_tokenizer(self):
-        """The :class:`~elmo.text.tokenizer.Tokenizer` the training corpus was tokenized with."""
-        from elmo.text.tokenizer import Tokenizer
-
-        return Tokenizer.from_config(self.tokenizer_config)
 
     # --- encoding -------------------------------------------------------------------------------
     def word_ids(self, tokens: Sequence[str]) -> np.ndarray:

@@ -23,7 +23,6 @@ def tiny_params(repo_root: Path, archive: str | Path, task_source: str | Path, m
     f["tfidf"].update(min_df=1)
     f["adapt"].update(max_steps=4, batch_tokens=128, heldout_sentences=2)
     f["heldout_fraction"] = 0.25
-    f["cache_dtype"] = "float32"
     f["compare"] = ["tfidf_lr"]
     return params
 

@@ -1,7 +1,9 @@
-"""Text normalisation of petitions (and of any text the models will see, e.g. YNAT headlines).
+"""Text normalisation: the first half of the text pipeline (:mod:`elmo.text.pipeline`).
 
-One implementation, vectorised with polars: ``normalize_series`` on a column; ``normalize_text``
-and ``normalize_texts`` for plain strings go through the same code. In this order:
+Every text a model sees goes through it: the petitions (the clean stage), the task records
+(finetune's readers), raw input to ``Classifier``, ``Elmo.embed`` and the registry's pyfunc. One
+implementation, vectorised with polars: :meth:`Normalizer.series` on a column, :meth:`Normalizer.texts`
+for plain strings (the same code). In this order:
 
 1. HTML entities decoded once (``&amp;`` -> ``&``, ``&#128;`` -> ``€``; Python's html.unescape).
 2. Unicode NFC (decomposed Hangul jamo sequences become syllables).
@@ -28,7 +30,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from elmo.params.clean import CleanParams, check_pattern
+from elmo.params.clean import check_pattern
 
 ZERO_WIDTH = r"[\u200B-\u200F\u2060-\u2064\uFEFF\u00AD\u202A-\u202E\u2066-\u2069]"
 CONTROL = r"[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]"
@@ -41,6 +43,7 @@ COUNT_KEYS = (
     "moderator_notices_removed",  # notices
     "masked_spans",  # spans replaced by the placeholder
 )
+CONFIG_KEYS = ("moderator_notices", "mask_pattern", "mask_placeholder")
 
 
 def _unescape_nfc(s: pl.Series, counts: Counter) -> pl.Series:
@@ -98,6 +101,18 @@ class Normalizer:
         """From the ``clean`` params section."""
         return cls(list(p.moderator_notices), p.mask_pattern, p.mask_placeholder)
 
+    @classmethod
+    def from_config(cls, config: dict) -> "Normalizer":
+        """From :meth:`config` (what a text pipeline file stores)."""
+        missing = [k for k in CONFIG_KEYS if k not in config]
+        if missing:
+            raise ValueError(f"normalizer config lacks {', '.join(missing)} (got {sorted(config)})")
+        return cls(list(config["moderator_notices"]), config["mask_pattern"], config["mask_placeholder"])
+
+    def config(self) -> dict:
+        return {"moderator_notices": list(self.moderator_notices), "mask_pattern": self.mask_pattern,
+                "mask_placeholder": self.mask_placeholder}
+
     def series(self, s: pl.Series) -> pl.Series:
         """Normalise a String series (nulls stay null); adds to ``counts``."""
         c = self.counts
@@ -115,13 +130,3 @@ class Normalizer:
     def __call__(self, text: str) -> str:
         return self.texts([text])[0]
 
-
-def normalize_texts(texts: list[str], params=None) -> list[str]:
-    """Normalise plain strings with the ``clean`` params (defaults when None)."""
-    if params is None:
-        params = CleanParams()
-    return Normalizer.from_params(params).texts(texts)
-
-
-def normalize_text(text: str, params=None) -> str:
-    return normalize_texts([text], params)[0]
