@@ -256,6 +256,15 @@ def git_tracked_outputs(root: str | Path) -> list[str]:
         repo.close()
 
 
+def default_remote_of(root: str | Path) -> str | None:
+    """The workspace's default DVC remote (``core.remote``), or None."""
+    repo = open_repo(root)
+    try:
+        return default_remote(repo)
+    finally:
+        repo.close()
+
+
 def push(root: str | Path) -> dict[str, Any]:
     """``dvc push`` of the workspace's cached outputs to the default remote; {"remote", "pushed"}.
 

@@ -139,3 +139,28 @@ def test_record_source_overrides_reach_the_stages_but_never_params_yaml(tmp_path
         monkeypatch.setenv("ELMO_SOURCE_OVERRIDES", bad)
         with pytest.raises(ParamsError, match=why):
             load_params(params)
+
+
+def test_record_refuses_before_running_without_a_git_identity_or_a_remote(project: Path, tmp_path: Path) -> None:
+    """A fresh machine: no user.name/user.email, or no DVC remote: refused at once, not after the run."""
+    import os
+    import subprocess
+    import sys
+
+    root = project
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(HOME=str(home), GIT_CONFIG_NOSYSTEM="1",
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    r = subprocess.run(["elmo", "repro"], cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "git cannot author the run's record commit" in r.stderr, r.stderr
+    assert "git config user.email" in r.stderr and not (root / "dvc.lock").exists()
+    sh(root, "dvc", "remote", "remove", "store")
+    r = repro(root, check=False)
+    assert r.returncode == 2 and "no default DVC remote to push the run's outputs to" in r.stderr
+    assert not (root / "dvc.lock").exists()
+    sh(root, "elmo", "params", "set", "flows.record.push=false")
+    git(root, "commit", "-qam", "no remote: records are commits only")
+    out = json.loads(repro(root).stdout)
+    assert out["recorded"] and out["push"] is None

@@ -94,6 +94,14 @@ def current_branch(root: Path) -> str | None:
     return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
 
 
+def identity_problem(root: Path) -> str | None:
+    """Why git could not author a commit here (no user.name/user.email), or None."""
+    proc = git(root, "var", "GIT_COMMITTER_IDENT", check=False)
+    if proc.returncode == 0:
+        proc = git(root, "var", "GIT_AUTHOR_IDENT", check=False)
+    return None if proc.returncode == 0 else (proc.stderr.decode("utf-8", "replace").strip().splitlines() or ["?"])[-1]
+
+
 def changed_paths(root: Path, paths: list[str]) -> list[str]:
     """Files in/under ``paths`` whose working copy differs from HEAD: modified, deleted, or new and not
     ignored (a directory path covers its files)."""

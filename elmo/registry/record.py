@@ -37,7 +37,8 @@ log = get_logger("record")
 
 
 def check_recordable(root: Path, opts: RecordParams) -> None:
-    """Refuse (StageError) a run whose record could not be committed: no git, no commit, no branch."""
+    """Refuse (StageError), before the run's first stage, a run whose record could not be made: no git,
+    no commit, no branch (or not the one records go on), no git identity, no DVC remote to push to."""
     if not opts.enabled:
         return
     off = "or set flows.record.enabled: false to run without a record"
@@ -52,6 +53,13 @@ def check_recordable(root: Path, opts: RecordParams) -> None:
     if opts.branch is not None and branch != opts.branch:
         raise StageError(f"{root}: branch {branch!r} is checked out but records go on {opts.branch!r} "
                          f"(flows.record.branch); check out {opts.branch!r} or change the param")
+    problem = gitrepo.identity_problem(root)
+    if problem:
+        raise StageError(f"{root}: git cannot author the run's record commit ({problem}); set "
+                         f"`git config user.name` and `git config user.email` ({off})")
+    if opts.push and dvcrepo.default_remote_of(root) is None:
+        raise StageError(f"{root}: no default DVC remote to push the run's outputs to (`dvc remote add -d NAME "
+                         "PATH`), or set flows.record.push: false")
 
 
 def record_paths(root: Path, lock: Lock) -> list[str]:
