@@ -13,16 +13,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from elmo.cli import app
-
-
-def invoke(*args: str):
-    res = CliRunner().invoke(app, list(args))
-    assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
-    assert "Traceback" not in res.output
-    return res
+from test_cli_errors import invoke
 
 
 def one_error_line(res, *needles: str) -> str:
