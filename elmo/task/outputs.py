@@ -91,9 +91,9 @@ def write_comparison(exp: Experiment, result: dict[str, Any]) -> None:
 
 
 def write_plots(exp: Experiment, result: dict[str, Any]) -> None:
-    """plots/finetune: the main model's history, one held-out curve per compared model, the dev
-    predictions (DVC's confusion plot) and a confusion PNG."""
-    from elmo.task.plots import confusion_png, write_csv
+    """plots/finetune/<task>: the main model's history, one held-out curve per compared model, the dev
+    predictions (DVC's confusion plot), and the curves and the confusion matrix as PNG images."""
+    from elmo.task.plots import confusion_png, curves_png, write_csv
 
     f, labels = exp.f, exp.labels
     dev = result["main_dev"]
@@ -104,6 +104,9 @@ def write_plots(exp: Experiment, result: dict[str, Any]) -> None:
         for r in result["comparison"]:
             if r.get("history"):
                 write_csv(tmp / f"{r['name']}.csv", r["history"], ["epoch", "heldout_macro_f1"])
+    curves = {"main": result["main"].fit.history,
+              **{r["name"]: r["history"] for r in result["comparison"] if r.get("history")}}
+    curves_png(plots / "history.png", curves, "epoch", "heldout_macro_f1", f"{f.task.name}: held-out macro-F1")
     cm = dev["confusion"]["matrix"]
     write_csv(plots / "dev_predictions.csv",
               [{"actual": labels[i], "predicted": labels[j]}
