@@ -225,6 +225,11 @@ class TfidfParams(Section):
     tol: float = Field(1e-3, gt=0)
 
 
+def _ynat_keys() -> dict[str, Any]:
+    """The one default task's entry: every data key at its default (KLUE YNAT)."""
+    return TaskDataParams().model_dump(exclude={"name", "data_dir"})
+
+
 # What a task entry may hold besides its data keys: overrides of the shared settings. Not `task`/`tasks`,
 # and not the output paths, which follow the task's name (dvc.yaml declares them by name).
 NOT_PER_TASK = ("task", "tasks", "out_dir", "metrics", "comparison", "comparison_table", "plots_dir")
@@ -250,7 +255,7 @@ def select_task(data: dict[str, Any], name: str | None) -> dict[str, Any]:
             raise ValueError("task: expected a mapping (better: move it to finetune.tasks.<name>)")
         legacy = dict(legacy)
         data["tasks"] = {legacy.pop("name", TaskDataParams.model_fields["name"].default): legacy}
-    tasks = data.setdefault("tasks", {"ynat": {}})
+    tasks = data.setdefault("tasks", {"ynat": _ynat_keys()})
     if not isinstance(tasks, dict) or not tasks:
         raise ValueError("tasks: a mapping of task names to their data keys (at least one task)")
     name = next(iter(tasks)) if name is None else name
@@ -272,7 +277,7 @@ def select_task(data: dict[str, Any], name: str | None) -> dict[str, Any]:
 
 class FinetuneParams(Section):
     # task name -> its data keys (TaskDataParams but name) and overrides of the settings below
-    tasks: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"ynat": {}})
+    tasks: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"ynat": _ynat_keys()})
     task: TaskDataParams = TaskDataParams()  # the selected task (select_task); not written in params.yaml
     bilm_dir: str = "models/bilm"  # what pretrain writes
     # the selected task's outputs; null (the default): models/<name>, metrics/finetune/<name>.json,

@@ -136,8 +136,8 @@ def derive_task_models(register: RegisterParams, tasks: dict[str, tuple[str, str
     names = [m.name for m in register.models.values()]
     if len(set(names)) != len(names):
         raise ValueError("register.models: two entries register under the same name")
-    if register.primary not in register.models and register.primary in templates:
-        # the former single-task file: `primary` named the template's key (ynat) -> the first task
+    if register.primary not in register.models and templates and len(tasks) == 1:
+        # one task (e.g. a former single-task file, whose `primary: ynat` named its classifier): that task's
         object.__setattr__(register, "primary", next(iter(tasks)))
     if register.primary not in register.models:
         raise ValueError(f"register.primary: {register.primary!r} is not a model (models: "
