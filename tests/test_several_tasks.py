@@ -1,0 +1,107 @@
+"""Several tasks side by side (README "Several tasks"): the project's real dvc.yaml on a tiny workspace
+with two tasks, a KLUE-layout YNAT fixture and the TSV sentiment set. One `dvc repro` makes both
+classifiers, their metrics and plots, and registers each with its own champion; `elmo predict --task`
+answers for each; changing one task's params makes `dvc status` show only that task's stages, and the
+next `dvc repro` reruns only those.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from helpers.tiny_pipeline import copy_pipeline, tiny_params
+from test_finetune import klue_files
+
+pytestmark = [pytest.mark.timeout(900), pytest.mark.slow]
+
+FIXTURE = Path(__file__).parent / "fixtures" / "sentiment"
+SENTIMENT = {"source": "src/sentiment", "train_file": "train.tsv", "dev_file": "dev.tsv", "format": "tsv",
+             "text_field": "document", "label_field": "label", "id_field": "id"}
+
+
+def sh(root: Path, *args: str) -> str:
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    r = subprocess.run(args, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, f"{' '.join(args)}: exit {r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    return r.stdout + r.stderr
+
+
+def dvc(root: Path, *args: str) -> str:
+    return sh(root, sys.executable, "-m", "dvc", *args)
+
+
+@pytest.fixture(scope="module")
+def two_tasks(tmp_path_factory, repo_root: Path, shared_data: Path) -> dict:
+    root = tmp_path_factory.mktemp("several_tasks")
+    params = tiny_params(repo_root, shared_data / "petitions_archive", root / "src" / "ynat", ["2017-08"])
+    params["finetune"]["tasks"]["sentiment"] = {**SENTIMENT, "train": {"max_epochs": 1}}  # an override
+    copy_pipeline(repo_root, root, params)
+    klue_files(root / "src" / "ynat")
+    shutil.copytree(FIXTURE, root / "src" / "sentiment")
+    sh(root, "git", "init", "-q")
+    dvc(root, "init", "-q")
+    out = dvc(root, "repro")
+    return {"root": root, "params": params, "repro": out}
+
+
+def test_several_tasks_one_repro_makes_both_models_metrics_and_plots(two_tasks) -> None:
+    root, out = two_tasks["root"], two_tasks["repro"]
+    for name in ("ynat", "sentiment"):
+        assert f"Running stage 'fetch_task@{name}'" in out and f"Running stage 'finetune@{name}'" in out
+        assert (root / f"models/{name}/config.json").is_file()
+        metrics = json.loads((root / f"metrics/finetune/{name}.json").read_text(encoding="utf-8"))
+        assert 0 <= metrics["macro_f1"] <= 1
+        for png in ("history.png", "confusion.png"):  # the plots as images: no browser, no internet
+            assert (root / f"plots/finetune/{name}/{png}").read_bytes()[:4] == b"\x89PNG"
+    # the per-task override: sentiment trains one epoch, ynat the shared two
+    assert json.loads((root / "metrics/finetune/sentiment.json").read_text())["epochs"] == 1
+    assert json.loads((root / "metrics/finetune/ynat.json").read_text())["epochs"] == 2
+    shown = json.dumps(json.loads(dvc(root, "metrics", "show", "--json")))
+    assert "metrics/finetune/ynat.json" in shown and "metrics/finetune/sentiment.json" in shown
+    lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
+    assert {"fetch_task@ynat", "finetune@ynat", "fetch_task@sentiment", "finetune@sentiment"} <= set(lock)
+
+
+def test_several_tasks_each_registered_with_its_own_champion(two_tasks) -> None:
+    root = two_tasks["root"]
+    report = json.loads((root / "metrics/register.json").read_text(encoding="utf-8"))["models"]
+    assert report["ynat"]["name"] == "elmo-ynat" and report["sentiment"]["name"] == "elmo-sentiment"
+    for key in ("ynat", "sentiment", "bilm"):
+        assert report[key]["version"] == 1 and report[key]["champion"] == 1
+    rows = json.loads(sh(root, "elmo", "rollback", "--list", "--json"))
+    champions = {r["model"]: r["version"] for r in rows if r["champion"]}
+    assert champions == {"elmo-bilm": 1, "elmo-ynat": 1, "elmo-sentiment": 1}
+
+
+def test_several_tasks_predict_answers_per_task(two_tasks) -> None:
+    root = two_tasks["root"]
+    sentiment = json.loads(sh(root, "elmo", "predict", "--task", "sentiment", "--json", "배송이 빠르고 아주 만족한다"))
+    assert sentiment[0]["label"] in {"0", "1", "2"} and set(sentiment[0]["probs"]) == {"0", "1", "2"}
+    ynat = json.loads(sh(root, "elmo", "predict", "--task", "ynat", "--json", "손흥민 시즌 10호 골"))
+    assert ynat[0]["label"] in ynat[0]["probs"] and set(ynat[0]["probs"]) == {"IT과학", "스포츠", "정치"}  # the fixture
+    r = subprocess.run(["elmo", "predict", "--task", "nope", "x"], cwd=root, capture_output=True, text=True,
+                       env={**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"})
+    assert r.returncode == 2 and "no task 'nope'" in r.stderr
+
+
+def test_several_tasks_a_change_to_one_task_reruns_only_its_stages(two_tasks) -> None:
+    root, params = two_tasks["root"], two_tasks["params"]
+    assert "up to date" in dvc(root, "status")
+    params["finetune"]["tasks"]["sentiment"]["train"]["max_epochs"] = 2
+    (root / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
+    changed = set(json.loads(dvc(root, "status", "--json")))
+    assert changed and all(s.endswith("@sentiment") for s in changed), changed
+    assert "finetune@sentiment" in changed
+    out = dvc(root, "repro")
+    assert "Running stage 'finetune@sentiment'" in out and "Running stage 'finetune@ynat'" not in out
+    assert "Running stage 'fetch_task@ynat'" not in out and "Running stage 'pretrain'" not in out
+    assert json.loads((root / "metrics/finetune/sentiment.json").read_text())["epochs"] == 2
