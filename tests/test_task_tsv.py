@@ -83,8 +83,8 @@ def test_tsv_task_is_finetuned_into_its_own_model_and_run(two_tasks) -> None:
     out = clf.predict(["배송이 빠르고 아주 만족한다", "정말 최악이다"])
     assert [set(r["probs"]) for r in out] == [{"0", "1", "2"}] * 2
     p = load_params(pfile)
-    assert p.register.models["ynat"].name == "elmo-sentiment"
-    assert p.register.models["ynat"].model_dir == "models/sentiment"
+    assert p.register.models["sentiment"].name == "elmo-sentiment"  # keyed by the task
+    assert p.register.models["sentiment"].model_dir == "models/sentiment"
     mlflow.set_tracking_uri("sqlite:///" + str(root / "mlflow.db"))
     runs = mlflow.search_runs(experiment_names=["elmo-ko"], filter_string="tags.`elmo.stage` = 'finetune'")
     assert list(runs["tags.mlflow.runName"]) == ["finetune-sentiment"]
