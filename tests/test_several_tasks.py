@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from elmo.dvcrepo import stage_order
 from helpers.tiny_pipeline import copy_pipeline, tiny_params
 from test_finetune import klue_files
 
@@ -69,6 +70,14 @@ def test_several_tasks_one_repro_makes_both_models_metrics_and_plots(two_tasks) 
     assert "metrics/finetune/ynat.json" in shown and "metrics/finetune/sentiment.json" in shown
     lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
     assert {"fetch_task@ynat", "finetune@ynat", "fetch_task@sentiment", "finetune@sentiment"} <= set(lock)
+    # the Prefect flows read this order from DVC: each task's stages by their name@key
+    order = stage_order(root)
+    assert order.index("pretrain") < order.index("finetune@sentiment") < order.index("register")
+    assert order.index("fetch_task@ynat") < order.index("finetune@ynat") < order.index("register")
+    # dvc plots show: per task, the PNG curves are in the page as images (they render without internet)
+    dvc(root, "plots", "show", "-o", "plots_html")
+    page = (root / "plots_html" / "index.html").read_text(encoding="utf-8")
+    assert "<img" in page and all(f"plots/finetune/{n}/history.png" in page for n in ("ynat", "sentiment"))
 
 
 def test_several_tasks_each_registered_with_its_own_champion(two_tasks) -> None:
