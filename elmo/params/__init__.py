@@ -123,16 +123,16 @@ def parse_params(data: dict[str, Any], path: str | Path = DEFAULT_PARAMS_FILE, t
         except ValidationError as err:
             raise ParamsError(_format_errors(path, err, name)) from None
     params = validated[selected]
-    if not params.allow_paths_outside_workspace:
-        escapes = escaping_paths(params)
+    for each in validated.values():  # each task's outputs, as that task's stages would see them
+        escapes = [] if each.allow_paths_outside_workspace else escaping_paths(each)
         if escapes:
             raise ParamsError("\n".join(
                 f"{path}: {key}: {value!r} {why}: outputs stay inside the workspace (a relative path "
                 f"without '..' above the root); set {OPT_IN}: true to allow it"
                 for key, value, why in escapes))
-    collision = check_params(params)  # an output on an input, a project file or another output
-    if collision:
-        raise OutputCollision(f"{path}: {collision}")
+        collision = check_params(each)  # an output on an input, a project file or another output
+        if collision:
+            raise OutputCollision(f"{path}: {collision}")
     return params
 
 
