@@ -28,8 +28,12 @@ SENTIMENT = {"source": "src/sentiment", "train_file": "train.tsv", "dev_file": "
              "text_field": "document", "label_field": "label", "id_field": "id"}
 
 
+GIT_ENV = {"GIT_AUTHOR_NAME": "elmo-test", "GIT_AUTHOR_EMAIL": "elmo-test@localhost",
+           "GIT_COMMITTER_NAME": "elmo-test", "GIT_COMMITTER_EMAIL": "elmo-test@localhost"}
+
+
 def sh(root: Path, *args: str) -> str:
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1",
+    env = {**os.environ, **GIT_ENV, "DVC_NO_ANALYTICS": "1",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     r = subprocess.run(args, cwd=root, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, f"{' '.join(args)}: exit {r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
@@ -48,9 +52,12 @@ def two_tasks(tmp_path_factory, repo_root: Path, shared_data: Path) -> dict:
     copy_pipeline(repo_root, root, params)
     klue_files(root / "src" / "ynat")
     shutil.copytree(FIXTURE, root / "src" / "sentiment")
-    sh(root, "git", "init", "-q")
+    (root / ".gitignore").write_text((repo_root / ".gitignore").read_text())
+    sh(root, "git", "init", "-q", "-b", "main")
     dvc(root, "init", "-q")
     out = dvc(root, "repro")
+    sh(root, "git", "add", "-A")
+    sh(root, "git", "commit", "-q", "-m", "run 1: two tasks")
     return {"root": root, "params": params, "repro": out}
 
 
@@ -105,7 +112,8 @@ def test_several_tasks_predict_answers_per_task(two_tasks) -> None:
 def test_several_tasks_a_change_to_one_task_reruns_only_its_stages(two_tasks) -> None:
     root, params = two_tasks["root"], two_tasks["params"]
     assert "up to date" in dvc(root, "status")
-    params["finetune"]["tasks"]["sentiment"]["train"]["max_epochs"] = 2
+    run_1 = (root / "metrics/finetune/sentiment.json").read_text(encoding="utf-8")
+    params["finetune"]["tasks"]["sentiment"]["model"] = {"hidden": 6}  # another override: another model
     (root / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
     changed = set(json.loads(dvc(root, "status", "--json")))
     assert changed and all(s.endswith("@sentiment") for s in changed), changed
@@ -113,4 +121,13 @@ def test_several_tasks_a_change_to_one_task_reruns_only_its_stages(two_tasks) ->
     out = dvc(root, "repro")
     assert "Running stage 'finetune@sentiment'" in out and "Running stage 'finetune@ynat'" not in out
     assert "Running stage 'fetch_task@ynat'" not in out and "Running stage 'pretrain'" not in out
-    assert json.loads((root / "metrics/finetune/sentiment.json").read_text())["epochs"] == 2
+    assert (root / "metrics/finetune/sentiment.json").read_text(encoding="utf-8") != run_1
+    report = json.loads((root / "metrics/register.json").read_text(encoding="utf-8"))["models"]
+    assert report["sentiment"]["version"] == 2 and report["ynat"]["version"] == 1 and not report["ynat"]["new"]
+    sh(root, "git", "add", "-A")
+    sh(root, "git", "commit", "-q", "-m", "run 2: sentiment retrained")
+    # one task's model goes back on its own: elmo-sentiment v1's files and champion, ynat's untouched
+    sh(root, "elmo", "rollback", "--to", "elmo-sentiment:1")
+    assert (root / "metrics/finetune/sentiment.json").read_text(encoding="utf-8") == run_1
+    rows = json.loads(sh(root, "elmo", "rollback", "--list", "--json"))
+    assert {r["model"]: r["version"] for r in rows if r["champion"]}["elmo-sentiment"] == 1
