@@ -30,7 +30,7 @@ ifneq ($(MIRROR),)
 	@set -e; \
 	$(BIN)/elmo serve-dir $(MIRROR) --port $(MIRROR_PORT) & srv=$$!; \
 	trap "kill $$srv 2>/dev/null" EXIT; sleep 1; \
-	ELMO_SOURCE_OVERRIDES="crawl.source=http://127.0.0.1:$(MIRROR_PORT)/petitions_archive/ finetune.task.source=http://127.0.0.1:$(MIRROR_PORT)/klue/ynat-v1.1/" \
+	ELMO_SOURCE_OVERRIDES="crawl.source=http://127.0.0.1:$(MIRROR_PORT)/petitions_archive/ finetune.tasks.ynat.source=http://127.0.0.1:$(MIRROR_PORT)/klue/ynat-v1.1/" \
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/elmo repro --run "make pipeline MIRROR=$(MIRROR)"
 else
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/elmo repro --run "make pipeline"

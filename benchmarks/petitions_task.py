@@ -5,10 +5,10 @@
 Writes OUT_DIR/train.tsv and OUT_DIR/dev.tsv (columns petition_idx, title, category) from clean's
 output: train = the petitions of clean's train split (the only ones the biLM and its vocabulary
 were built from), dev = the valid and test splits (never seen by the biLM). The category is never
-part of pretraining. Then point finetune at it through params alone, e.g.::
+part of pretraining. Then add it as a task through params alone (README "Several tasks"), e.g.::
 
-    finetune.task: {name: petitions, source: OUT_DIR, train_file: train.tsv, dev_file: dev.tsv,
-                    format: tsv, text_field: title, label_field: category, id_field: petition_idx}
+    finetune.tasks.petitions: {source: OUT_DIR, train_file: train.tsv, dev_file: dev.tsv,
+                               format: tsv, text_field: title, label_field: category, id_field: petition_idx}
 """
 
 from __future__ import annotations

@@ -33,6 +33,8 @@ params_app = typer.Typer(no_args_is_help=True, help="Show or change params.yaml 
 app.add_typer(params_app, name="params")
 
 ParamsOpt = typer.Option(DEFAULT_PARAMS_FILE, "--params", "-p", help="params file")
+TaskOpt = typer.Option(None, "--task", "-t", help="the task of finetune.tasks (needed when it has several)")
+TASK_STAGES = ("fetch_task", "finetune")  # one run per task (dvc.yaml: fetch_task@<name>, finetune@<name>)
 
 
 def error_message(err: BaseException) -> str:
@@ -51,8 +53,10 @@ def _fail(err: BaseException) -> None:
     raise typer.Exit(getattr(err, "exit_code", 2))
 
 
-def run_stage(name: str, params_file: str = DEFAULT_PARAMS_FILE, root: Path | None = None) -> dict:
-    """Load params, check its outputs (elmo/params/guard.py), run ``elmo.stages.<name>.run`` and return
+def run_stage(name: str, params_file: str = DEFAULT_PARAMS_FILE, root: Path | None = None,
+              task: str | None = None) -> dict:
+    """Load params (``task``: the task of ``finetune.tasks`` fetch_task and finetune work on; None: the
+    only one), check its outputs (elmo/params/guard.py), run ``elmo.stages.<name>.run`` and return
     its report (the one entry point).
 
     Ctrl-C and SIGTERM stop the stage the same way (elmo.errors.signals_as_interrupt): its cleanup
@@ -60,11 +64,14 @@ def run_stage(name: str, params_file: str = DEFAULT_PARAMS_FILE, root: Path | No
     :class:`Interrupted` (exit 130)."""
     from elmo.errors import Interrupted, signals_as_interrupt
     from elmo.log import configure
-    from elmo.params import load_params
+    from elmo.params import ParamsError, load_params
     from elmo.params.guard import check_stage
 
     configure()
-    params = load_params(params_file)
+    params = load_params(params_file, task)
+    if name in TASK_STAGES and task is None and len(params.finetune.tasks) > 1:
+        raise ParamsError(f"{params_file}: finetune.tasks has {len(params.finetune.tasks)} tasks "
+                          f"({', '.join(params.finetune.tasks)}): name one with --task")
     root = Path(root or Path.cwd())
     check_stage(name, params, root, Path(params_file).resolve())  # before anything is read or written
     module = importlib.import_module(f"elmo.stages.{name}")
@@ -84,18 +91,26 @@ def run_stage(name: str, params_file: str = DEFAULT_PARAMS_FILE, root: Path | No
 
 def _stage_command(name: str, help_text: str) -> None:
     def command(params: str = ParamsOpt) -> None:
-        from elmo.errors import USER_ERRORS
-        from elmo.log import stdout_to_stderr
+        _run_stage_command(name, params)
 
-        try:
-            with stdout_to_stderr():  # stdout carries the JSON report only (elmo/log.py)
-                report = run_stage(name, params)
-        except (*USER_ERRORS, OSError) as err:
-            _fail(err)
-        typer.echo(json.dumps(report, ensure_ascii=False, indent=2, default=str))
+    def task_command(params: str = ParamsOpt, task: str = TaskOpt) -> None:
+        _run_stage_command(name, params, task)
 
-    command.__doc__ = help_text
-    app.command(name)(command)
+    chosen = task_command if name in TASK_STAGES else command
+    chosen.__doc__ = help_text
+    app.command(name)(chosen)
+
+
+def _run_stage_command(name: str, params: str, task: str | None = None) -> None:
+    from elmo.errors import USER_ERRORS
+    from elmo.log import stdout_to_stderr
+
+    try:
+        with stdout_to_stderr():  # stdout carries the JSON report only (elmo/log.py)
+            report = run_stage(name, params, task=task)
+    except (*USER_ERRORS, OSError) as err:
+        _fail(err)
+    typer.echo(json.dumps(report, ensure_ascii=False, indent=2, default=str))
 
 
 _stage_command("crawl", "Download the petitions archive months (resumable, verified).")
@@ -103,8 +118,8 @@ _stage_command("clean", "Normalise, deduplicate, quarantine and split the petiti
 _stage_command("tokenize", "Sentence-split and morphologically analyse the petitions.")
 _stage_command("vocab", "Build word and character vocabularies and the training arrays.")
 _stage_command("pretrain", "Train the biLM (char-CNN, 2-layer LSTMs per direction, tied softmax).")
-_stage_command("finetune", "Finetune an ELMo classifier on the labeled task of finetune.task (default KLUE YNAT).")
-_stage_command("fetch_task", "Download the labeled task data of finetune.task (default: KLUE YNAT train/dev).")
+_stage_command("finetune", "Finetune an ELMo classifier on one labeled task of finetune.tasks (default KLUE YNAT).")
+_stage_command("fetch_task", "Download one task's labeled data of finetune.tasks (default: KLUE YNAT train/dev).")
 
 
 @app.command("repro")
@@ -168,8 +183,10 @@ def embed(
 @app.command("predict")
 def predict(
     texts: list[str],
-    model: str = typer.Option(None, "--model", "-m", help="classifier directory (default: finetune.out_dir of "
-                              "the params file, models/<finetune.task.name>)"),
+    model: str = typer.Option(None, "--model", "-m", help="classifier directory (default: the task's, "
+                              "models/<task name>)"),
+    task: str = typer.Option(None, "--task", "-t", help="the task of finetune.tasks whose classifier answers "
+                             "(default: the first)"),
     as_json: bool = typer.Option(False, "--json", help="print the results as JSON"),
     params: str = ParamsOpt,
 ) -> None:
@@ -180,7 +197,7 @@ def predict(
         from elmo.params import load_params
         from elmo.task.classifier import Classifier
 
-        results = Classifier.load(model or load_params(params).finetune.out_dir).predict(texts)
+        results = Classifier.load(model or load_params(params, task).finetune.out_dir).predict(texts)
     except (*USER_ERRORS, OSError, ValueError, TypeError) as err:
         _fail(err)
     if as_json:

@@ -1,6 +1,7 @@
 """Every pipeline run's artifacts: a markdown summary and links to the MLflow runs.
 
-The summary has what each stage did (cached / ran / failed / not run, seconds, cache key), each
+The summary has what each stage did (cached / ran / failed / not run, seconds, cache key), one row
+per task (its fetch_task@/finetune@ stages, its metric and registered classifier), each
 registered model's champion and what moved (register's report, ``register.report``), and every DVC
 metric of the workspace beside its value at git HEAD — the clean report, perplexities, macro-F1,
 the register report, whatever files dvc.yaml declares as metrics — so a change is visible at a
@@ -95,6 +96,25 @@ def registry_markdown(report: dict[str, Any] | None, results: list[dict[str, Any
     return "\n".join(lines)
 
 
+def tasks_markdown(results: list[dict[str, Any]], report: dict[str, Any] | None) -> str:
+    """One row per task (the ``finetune@<name>`` stages of dvc.yaml's foreach): what its fetch and finetune
+    did and its registered classifier (register's report keys a task's model by the task's name)."""
+    outcome = {r["stage"]: r["outcome"] for r in results}
+    names = [r["stage"].split("@", 1)[1] for r in results if r["stage"].startswith("finetune@")]
+    if not names:
+        return "_No task stages in this run._"
+    models = (report or {}).get("models") or {}
+    lines = ["| task | fetch_task | finetune | metric | registered | champion |", "|---|---|---|---:|---|---:|"]
+    for name in names:
+        m = models.get(name) or {}
+        metric = f"{m['metric']} {_cell(m.get('value'))}" if m.get("metric") else None
+        version = f"{m['name']} v{m['version']}" if m.get("version") is not None else None
+        champ = f"v{m['champion']}" if m.get("champion") is not None else None
+        cells = [name, outcome.get(f"fetch_task@{name}"), outcome.get(f"finetune@{name}"), metric, version, champ]
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
 def mlflow_runs(params: Params, root: Path, since: dt.datetime) -> list[dict[str, Any]]:
     """MLflow runs started since ``since``; else the latest run of each stage. [] when no store yet."""
     from elmo.tracking import client as tracking_client, resolve_tracking_uri
@@ -148,6 +168,7 @@ def render(*, root: Path, flow_run_name: str, started: dt.datetime, seconds: flo
     ]
     if error:
         md += ["", "## Error", "", "```", error.strip(), "```"]
+    md += ["", "## Tasks", "", tasks_markdown(results, registry)]
     md += ["", "## Registry", "", registry_markdown(registry, results)]
     md += ["", "## Record", "", record_markdown(record, failed=bool(error))]
     md += ["", "## Metrics (DVC)", ""]

@@ -4,6 +4,7 @@ stay inside the workspace unless the user says otherwise; --help reads as plain 
 from __future__ import annotations
 
 import json
+import re
 import socket
 from pathlib import Path
 
@@ -40,7 +41,8 @@ def one_error_line(res, *needles: str) -> str:
     (b"seed: 1\nseed: 2\n", ["duplicate key 'seed'"]),
     (b"vocab:\n  min_count: true\n", ["vocab.min_count", "not a boolean"]),
     (b"crawl:\n  timeout_s: .inf\n", ["crawl.timeout_s", "finite"]),
-    (b"finetune:\n  task:\n    timeout_s: .nan\n", ["finetune.task.timeout_s", "finite"]),
+    (b"finetune:\n  tasks:\n    ynat:\n      timeout_s: .nan\n", ["finetune.tasks.ynat.timeout_s", "finite"]),
+    (b"finetune:\n  task:\n    timeout_s: .nan\n", ["finetune.tasks.ynat.timeout_s", "finite"]),  # the former form
     (b"crawl:\n  retries: '3'\n", ["crawl.retries", "not a string"]),
     (b"seed: -1\n", ["seed", "greater than or equal to 0"]),
     (b"seed: 4294967296\n", ["seed", "less than or equal to"]),
@@ -82,7 +84,7 @@ def test_seed_is_checked_before_any_mlflow_run_opens(tmp_path, monkeypatch) -> N
     ({"crawl": {"out_dir": "/tmp/raw"}}, "crawl.out_dir"),
     ({"crawl": {"out_dir": "data/../../x"}}, "crawl.out_dir"),
     ({"clean": {"quarantine": "~/q.jsonl"}}, "clean.quarantine"),
-    ({"finetune": {"task": {"data_dir": "../../../../x"}}}, "finetune.task.data_dir"),
+    ({"finetune": {"tasks": {"ynat": {"data_dir": "../../../../x"}}}}, "finetune.task.data_dir"),
     ({"finetune": {"out_dir": "/abs/models"}}, "finetune.out_dir"),
     ({"finetune": {"plots_dir": "../plots"}}, "finetune.plots_dir"),
     ({"pretrain": {"checkpoint_dir": "/var/ckpt"}}, "pretrain.checkpoint_dir"),
@@ -102,14 +104,14 @@ def test_paths_inside_the_workspace_are_fine() -> None:
 @pytest.mark.parametrize("name", ["../../../../x.json", "/etc/passwd", "sub/train.json", "..", "a\\b.json", ""])
 def test_task_file_names_are_names_not_paths(name) -> None:
     for key in ("train_file", "dev_file"):
-        with pytest.raises(ParamsError, match=rf"finetune.task.{key}"):
-            parse_params({"finetune": {"task": {key: name}}})
+        with pytest.raises(ParamsError, match=rf"finetune.tasks.ynat.{key}"):
+            parse_params({"finetune": {"tasks": {"ynat": {key: name}}}})
 
 
 @pytest.mark.parametrize("name", ["../x", "YNAT", "a b", "", "x/y"])
 def test_task_names_are_safe_path_components(name) -> None:
-    with pytest.raises(ParamsError, match="finetune.task.name"):
-        parse_params({"finetune": {"task": {"name": name}}})
+    with pytest.raises(ParamsError, match=rf"finetune.tasks.{re.escape(name)}.name"):
+        parse_params({"finetune": {"tasks": {name: {}}}})
 
 
 def test_fetch_task_refuses_a_data_dir_inside_its_local_source(tmp_path, monkeypatch) -> None:

@@ -116,18 +116,33 @@ def unused(stage_name: str, stage: dict) -> list[str]:
     return [d for d in code_deps(stage) if not any(covered(f, [d]) for f in closure)]
 
 
+def stage_definitions(stages: dict) -> dict:
+    """dvc.yaml's stages, a foreach/matrix stage as its ``do`` body (one definition for all its items)."""
+    return {name: stage.get("do", stage) for name, stage in stages.items()}
+
+
 @pytest.fixture(scope="module")
 def dvc_stages() -> dict:
-    return yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+    return stage_definitions(yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))["stages"])
 
 
 def test_every_stage_module_is_a_dvc_stage(dvc_stages: dict) -> None:
+    from elmo.cli import TASK_STAGES
     from elmo.stages import STAGES
 
     assert set(dvc_stages) == set(STAGES)
     for name, stage in dvc_stages.items():
-        assert stage["cmd"] == f"elmo {name}"
+        # a stage per task (foreach over finetune.tasks) passes the task's name
+        assert stage["cmd"] == (f"elmo {name} --task ${{key}}" if name in TASK_STAGES else f"elmo {name}")
         assert (REPO / "elmo" / "stages" / f"{name}.py").is_file()
+
+
+def test_several_tasks_stages_are_foreach_over_the_tasks() -> None:
+    from elmo.cli import TASK_STAGES
+
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+    assert {n for n, s in stages.items() if "foreach" in s} == set(TASK_STAGES)
+    assert all(stages[n]["foreach"] == "${finetune.tasks}" for n in TASK_STAGES)
 
 
 @pytest.mark.parametrize("name", ["crawl", "clean", "tokenize", "vocab", "pretrain", "fetch_task", "finetune",

@@ -46,7 +46,7 @@ def klue_files(src: Path) -> None:
 def workspace(root: Path, repo_root: Path, bilm: Path, **finetune) -> Path:
     params = yaml.safe_load((repo_root / "params.yaml").read_text(encoding="utf-8"))
     f = params["finetune"]
-    f["task"]["source"] = str(root / "src")
+    f["tasks"]["ynat"]["source"] = str(root / "src")
     f["bilm_dir"] = str(bilm)
     f["model"].update(word_dim=8, hidden=8, word_min_count=1)
     f["train"].update(batch_size=4, lr=0.01, max_epochs=3, patience=3, threads=1)
@@ -90,7 +90,7 @@ def test_finetune_outputs_and_metrics_equal_sklearn(finetuned) -> None:
     from elmo.task.classifier import Classifier
 
     root, _, _, report = finetuned
-    metrics = json.loads((root / "metrics/finetune.json").read_text())
+    metrics = json.loads((root / "metrics/finetune/ynat.json").read_text())
     assert metrics["n_train"] == 12 and metrics["n_dev"] == 6
     assert metrics["data"]["train"]["skipped"] == {"empty_text": 1}
     assert metrics["labels"] == sorted(HEADLINES) and 1 <= metrics["best_epoch"] <= 3
@@ -134,7 +134,7 @@ def test_comparison_table_plots_and_mlflow(finetuned) -> None:
     import mlflow
 
     root, _, _, _ = finetuned
-    comp = json.loads((root / "metrics/finetune_comparison.json").read_text())
+    comp = json.loads((root / "metrics/finetune/ynat_comparison.json").read_text())
     names = [r["name"] for r in comp["rows"]]
     assert names == ["tfidf_lr", "no_elmo", "random_bilm", "elmo", "adapted", "unfrozen", "main"]
     main = [r for r in comp["rows"] if r.get("is_main")]
@@ -144,12 +144,13 @@ def test_comparison_table_plots_and_mlflow(finetuned) -> None:
     assert (adapted["best_epoch"], adapted["epochs"]) == (main[0]["best_epoch"], main[0]["epochs"])
     assert adapted["is_main"] is False
     assert adapted["seconds"] == pytest.approx(main[0]["seconds"] - comp["rows"][0]["seconds"])
-    table = (root / "metrics/finetune_comparison.md").read_text()
+    table = (root / "metrics/finetune/ynat_comparison.md").read_text()
     assert "| tfidf_lr |" in table and "| main |" in table and "| random_bilm |" in table
-    plots = root / "plots/finetune"
+    plots = root / "plots/finetune/ynat"
     hist = (plots / "history.csv").read_text().splitlines()
     assert hist[0].startswith("epoch,") and len(hist) == 4
     assert (plots / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (plots / "history.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # the curves, offline
     curves = sorted(p.name for p in (plots / "compare").iterdir())
     assert curves == ["adapted.csv", "elmo.csv", "main.csv", "no_elmo.csv", "random_bilm.csv", "unfrozen.csv"]
     preds = (plots / "dev_predictions.csv").read_text().splitlines()
@@ -182,7 +183,7 @@ def test_second_run_reuses_the_cached_layers(finetuned, capsys) -> None:
     captured = capsys.readouterr()
     assert "read from" in captured.err and "read from" not in captured.out  # messages on stderr only
     assert sorted(p.name for p in (root / "data/cache/elmo").iterdir() if p.name != "random_bilm") == caches
-    comp = json.loads((root / "metrics/finetune_comparison.json").read_text())
+    comp = json.loads((root / "metrics/finetune/ynat_comparison.json").read_text())
     assert [(r["name"], r["is_main"]) for r in comp["rows"]] == [("main", True)]
 
 
@@ -229,9 +230,9 @@ def test_fetch_task_over_http_and_rejects_a_bad_file(tmp_path, repo_root) -> Non
     klue_files(tmp_path / "srv")
     pfile = workspace(tmp_path, repo_root, tmp_path / "no-bilm")
     params = yaml.safe_load(pfile.read_text())
-    params["finetune"]["task"].update(retries=1, backoff_base_s=0.01, backoff_max_s=0.01)
+    params["finetune"]["tasks"]["ynat"].update(retries=1, backoff_base_s=0.01, backoff_max_s=0.01)
     with serve_directory(tmp_path / "srv") as url:
-        params["finetune"]["task"]["source"] = url
+        params["finetune"]["tasks"]["ynat"]["source"] = url
         pfile.write_text(yaml.safe_dump(params, allow_unicode=True))
         first = run_stage("fetch_task", str(pfile), tmp_path)
         again = run_stage("fetch_task", str(pfile), tmp_path)
@@ -240,7 +241,7 @@ def test_fetch_task_over_http_and_rejects_a_bad_file(tmp_path, repo_root) -> Non
         (tmp_path / "srv/ynat-v1.1_dev.json").write_text("[{\"title\": \"a\",", encoding="utf-8")
         with pytest.raises(StageError, match="not valid JSON"):
             run_stage("fetch_task", str(pfile), tmp_path)
-        params["finetune"]["task"]["dev_file"] = "missing.json"
+        params["finetune"]["tasks"]["ynat"]["dev_file"] = "missing.json"
         pfile.write_text(yaml.safe_dump(params, allow_unicode=True))
         with pytest.raises(StageError, match="not found"):
             run_stage("fetch_task", str(pfile), tmp_path)
@@ -258,7 +259,7 @@ def test_fetch_task_from_the_mirror(mirror_url, tmp_path, repo_root) -> None:
 
     pfile = workspace(tmp_path, repo_root, tmp_path / "no-bilm")
     params = yaml.safe_load(pfile.read_text())
-    params["finetune"]["task"]["source"] = mirror_url + "klue/ynat-v1.1/"
+    params["finetune"]["tasks"]["ynat"]["source"] = mirror_url + "klue/ynat-v1.1/"
     pfile.write_text(yaml.safe_dump(params, allow_unicode=True))
     report = run_stage("fetch_task", str(pfile), tmp_path)
     assert report["files"]["ynat-v1.1_train.json"]["records"] == 36_547

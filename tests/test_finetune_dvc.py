@@ -21,13 +21,19 @@ STAGES = ("fetch_task", "finetune")
 def test_dvc_stages_declare_their_inputs(repo_root: Path) -> None:
     stages = yaml.safe_load((repo_root / "dvc.yaml").read_text())["stages"]
     params = yaml.safe_load((repo_root / "params.yaml").read_text())
-    assert stages["fetch_task"]["params"] == ["finetune.task"]
-    assert "data/task/${finetune.task.name}" in stages["finetune"]["deps"]  # the task's name names its data
-    assert stages["fetch_task"]["outs"] == ["data/task/${finetune.task.name}"]
-    assert "${finetune.bilm_dir}" in stages["finetune"]["deps"]
+    fetch, fine = stages["fetch_task"]["do"], stages["finetune"]["do"]  # one stage per task (foreach)
+    assert fetch["params"] == ["finetune.tasks.${key}"]  # its own task's keys only
+    assert "data/task/${key}" in fine["deps"]  # the task's name names its data
+    assert fetch["outs"] == ["data/task/${key}"]
+    assert "${finetune.bilm_dir}" in fine["deps"]
+    assert "finetune.tasks.${key}" in fine["params"] and "finetune" not in fine["params"]
+    # every shared finetune setting but `tasks` (and the per-task paths params.yaml leaves out)
+    shared = {k for k in params["finetune"] if k != "tasks"}
+    listed = {p.removeprefix("finetune.") for p in fine["params"] if p.startswith("finetune.")}
+    assert listed == shared | {"tasks.${key}"}
     assert params["finetune"]["bilm_dir"] == params["pretrain"]["out_dir"]  # finetune reads what pretrain writes
-    for stage in STAGES:
-        for dep in stages[stage]["deps"]:
+    for stage in (fetch, fine):
+        for dep in stage["deps"]:
             if "${" not in dep:  # templated paths are data; the rest is code that must exist
                 assert (repo_root / dep).exists(), dep
 
@@ -51,14 +57,14 @@ def test_repro_finetune_then_only_what_changed(tmp_path: Path, repo_root: Path) 
     (ws / "dvc.yaml").write_text(yaml.safe_dump({"stages": {s: stages[s] for s in STAGES}}, sort_keys=False))
     params = yaml.safe_load((repo_root / "params.yaml").read_text())
     f = params["finetune"]
-    f["task"]["source"] = "src"
+    f["tasks"]["ynat"]["source"] = "src"
     f["model"].update(word_dim=8, hidden=8, word_min_count=1)
     f["train"].update(batch_size=4, max_epochs=2, patience=2, threads=1)
     f["tfidf"].update(min_df=1)
     f["compare"] = ["tfidf_lr", "elmo"]
     (ws / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False))
     for s in STAGES:
-        for dep in stages[s]["deps"]:
+        for dep in stages[s]["do"]["deps"]:
             if "${" in dep or (ws / dep).exists():  # data, not code; the two stages share code deps
                 continue
             (ws / dep).parent.mkdir(parents=True, exist_ok=True)
@@ -70,18 +76,18 @@ def test_repro_finetune_then_only_what_changed(tmp_path: Path, repo_root: Path) 
     make_bilm_dir(ws / "models", Tokenizer("mecab"))  # -> ws/models/bilm (+ ws/models/vocab)
     _dvc(ws, "init", "--no-scm", "-q")
 
-    out = _dvc(ws, "repro", "finetune")
-    assert "Running stage 'fetch_task'" in out and "Running stage 'finetune'" in out
-    assert (ws / "models/ynat/config.json").is_file() and (ws / "plots/finetune/confusion.png").is_file()
+    out = _dvc(ws, "repro", "finetune@ynat")
+    assert "Running stage 'fetch_task@ynat'" in out and "Running stage 'finetune@ynat'" in out
+    assert (ws / "models/ynat/config.json").is_file() and (ws / "plots/finetune/ynat/confusion.png").is_file()
     shown = json.loads(_dvc(ws, "metrics", "show", "--json"))
-    assert "metrics/finetune.json" in json.dumps(shown)
+    assert "metrics/finetune/ynat.json" in json.dumps(shown)
 
-    out = _dvc(ws, "repro", "finetune")
+    out = _dvc(ws, "repro", "finetune@ynat")
     assert "Running stage" not in out
 
     f["train"]["max_epochs"] = 1  # a finetune param: only finetune reruns, and reads the layer cache
     (ws / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False))
-    out = _dvc(ws, "repro", "finetune")
-    assert "Running stage 'finetune'" in out and "Running stage 'fetch_task'" not in out
+    out = _dvc(ws, "repro", "finetune@ynat")
+    assert "Running stage 'finetune@ynat'" in out and "Running stage 'fetch_task@ynat'" not in out
     assert "read from" in out
-    assert json.loads((ws / "metrics/finetune.json").read_text())["epochs"] == 1
+    assert json.loads((ws / "metrics/finetune/ynat.json").read_text())["epochs"] == 1

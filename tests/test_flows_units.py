@@ -191,6 +191,23 @@ def test_summary_shows_each_models_champion_and_what_moved(tmp_path: Path) -> No
     assert "_Nothing registered yet._" in summary.registry_markdown(None, [])
 
 
+def test_summary_has_one_row_per_task_of_several_tasks() -> None:
+    """finetune@<name> stages (dvc.yaml's foreach) become one row each, with the task's registered model."""
+    from flows import summary
+
+    results = [{"stage": s, "outcome": o} for s, o in [("pretrain", "cached"), ("fetch_task@ynat", "cached"),
+               ("finetune@ynat", "cached"), ("fetch_task@sentiment", "ran"), ("finetune@sentiment", "ran"),
+               ("register", "ran")]]
+    report = {"models": {"ynat": {"name": "elmo-ynat", "version": 1, "champion": 1, "metric": "macro_f1",
+                                  "value": 0.8}, "sentiment": {"name": "elmo-sentiment", "version": 2,
+                                                               "champion": 1, "metric": "macro_f1", "value": 0.5}}}
+    table = summary.tasks_markdown(results, report)
+    assert "| ynat | cached | cached | macro_f1 0.8 | elmo-ynat v1 | v1 |" in table
+    assert "| sentiment | ran | ran | macro_f1 0.5 | elmo-sentiment v2 | v1 |" in table
+    assert len(table.splitlines()) == 4  # header, rule, two tasks
+    assert "| ynat | cached | cached | — | — | — |" in summary.tasks_markdown(results[:3], None)
+
+
 def test_mlflow_links_point_at_runs_of_this_workspace(tmp_path: Path) -> None:
     """Runs opened through elmo.tracking are found and linked; no store yet means no links."""
     from elmo.params import parse_params

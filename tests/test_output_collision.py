@@ -142,7 +142,7 @@ def test_collision_case4_clean_quarantine_on_data_raw(ws: Path) -> None:
 
 
 def test_collision_case5_finetune_out_dir_is_the_task_source(ws: Path) -> None:
-    set_then_run(ws, "finetune", {"finetune.task.source": "tasksrc", "finetune.out_dir": "tasksrc"},
+    set_then_run(ws, "finetune", {"finetune.tasks.ynat.source": "tasksrc", "finetune.out_dir": "tasksrc"},
                  ("finetune.out_dir", "finetune.task.source", "'tasksrc'"))
 
 

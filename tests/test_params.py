@@ -62,7 +62,8 @@ def test_set_params_validates_before_writing(tmp_path: Path, repo_root: Path) ->
 
 
 def test_dvc_stage_commands_are_the_cli(repo_root: Path) -> None:
-    """Each dvc.yaml stage runs exactly `elmo <stage>`, and that CLI command exists."""
+    """Each dvc.yaml stage runs exactly `elmo <stage>` (a per-task stage: `elmo <stage> --task <name>`),
+    and that CLI command exists."""
     from typer.main import get_command
 
     from elmo.cli import app
@@ -70,7 +71,11 @@ def test_dvc_stage_commands_are_the_cli(repo_root: Path) -> None:
     stages = yaml.safe_load((repo_root / "dvc.yaml").read_text())["stages"]
     commands = set(get_command(app).commands)  # type: ignore[attr-defined]
     for name, stage in stages.items():
-        assert stage["cmd"] == f"elmo {name}", name
+        if "foreach" in stage:
+            assert stage["foreach"] == "${finetune.tasks}", name
+            assert stage["do"]["cmd"] == f"elmo {name} --task ${{key}}", name
+        else:
+            assert stage["cmd"] == f"elmo {name}", name
         assert name in commands, name
 
 

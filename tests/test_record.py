@@ -130,7 +130,7 @@ def test_record_source_overrides_reach_the_stages_but_never_params_yaml(tmp_path
     params.write_text("crawl:\n  source: https://example.org/archive/\n", encoding="utf-8")
     text = params.read_text()
     monkeypatch.setenv("ELMO_SOURCE_OVERRIDES", "crawl.source=http://127.0.0.1:9/archive/ "
-                                                "finetune.task.source=/mirror/ynat/")
+                                                "finetune.tasks.ynat.source=/mirror/ynat/")
     p = load_params(params)
     assert p.crawl.source == "http://127.0.0.1:9/archive/" and p.finetune.task.source == "/mirror/ynat/"
     assert params.read_text() == text

@@ -35,7 +35,7 @@ SLEEP_S = 0.05
 TIME_KEYS = {"train_minutes", "tokens_per_s", "seconds", "train_seconds", "seconds_per_epoch",
              "bilm_layers_seconds", "seconds_total"}
 MODEL_DIRS = ("models/bilm", "models/bilm_ynat", "models/ynat")
-METRICS = ("metrics/pretrain.json", "metrics/finetune.json", "metrics/finetune_comparison.json")
+METRICS = ("metrics/pretrain.json", "metrics/finetune/ynat.json", "metrics/finetune/ynat_comparison.json")
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def make_workspace(root: Path, repo_root: Path, tokens: list[list[str]], **train
     p["presets"] = {"tiny": {"train": {"max_steps": PRETRAIN_STEPS, "batch_tokens": 256, "val_every_steps": 10,
                                        "checkpoint_every_steps": 10, **train}}}
     f = params["finetune"]
-    f["task"]["source"] = str(root / "src")
+    f["tasks"]["ynat"]["source"] = str(root / "src")
     f["model"].update(word_dim=8, hidden=8, word_min_count=1)
     f["train"].update(batch_size=4, lr=0.01, max_epochs=3, patience=2, threads=1)
     f["tfidf"].update(min_df=1)
@@ -140,7 +140,7 @@ def test_record_slowed_run_same_model(tmp_path: Path, repo_root: Path, tokens, m
     slow_reports = run_pipeline(slowed, make_workspace(slowed, repo_root, tokens))
 
     # the hook slowed every training loop, once a step
-    fin = json.loads((slowed / "metrics/finetune.json").read_text())
+    fin = json.loads((slowed / "metrics/finetune/ynat.json").read_text())
     assert calls["callbacks.py"] == PRETRAIN_STEPS  # pretrain (Lightning callback)
     assert calls["adapt.py"] == fin["adapt"]["steps"] == 4  # finetune's LM adaptation of the biLM
     assert calls["train.py"] >= 2 * fin["epochs"]  # the task models (main and no_elmo)
@@ -161,7 +161,7 @@ def test_record_slowed_run_same_model(tmp_path: Path, repo_root: Path, tokens, m
     assert set(fin["ended_by_each"]) == {"adapt", "main", "no_elmo"}
     assert set(fin["ended_by_each"].values()) <= {"steps", "epochs", "early_stop"}
     assert fin["ended_by"] == fin["ended_by_each"]["main"] == slow_reports["finetune"]["ended_by"]
-    rows = json.loads((normal / "metrics/finetune_comparison.json").read_text())["rows"]
+    rows = json.loads((normal / "metrics/finetune/ynat_comparison.json").read_text())["rows"]
     assert {r["name"]: r["ended_by"] for r in rows if r["name"] == "no_elmo"} == {
         "no_elmo": fin["ended_by_each"]["no_elmo"]}
     assert tags(normal, "pretrain")["ended_by"] == "steps"

@@ -282,13 +282,14 @@ def test_register_params_follow_the_stages_they_read(repo_root: Path) -> None:
     assert p.register.primary == "ynat" and ynat.name == "elmo-ynat" and bilm.name == "elmo-bilm"
     assert ynat.loader == "elmo.task:Classifier" and ynat.higher_is_better and not bilm.higher_is_better
     stages = yaml.safe_load((repo_root / "dvc.yaml").read_text())["stages"]
-    assert ynat.dvc_stage in stages and bilm.dvc_stage in stages
+    # a task's classifier comes from finetune@<name> (dvc.yaml: foreach over finetune.tasks)
+    assert ynat.dvc_stage == "finetune@ynat" and "foreach" in stages["finetune"] and bilm.dvc_stage in stages
     deps = stages["register"]["deps"]
-    for key in ("bilm", "ynat"):
-        assert f"${{register.models.{key}.metrics_file}}" in deps
-    assert "${register.models.bilm.model_dir}" in deps
+    assert "${register.models.bilm.metrics_file}" in deps and "${register.models.bilm.model_dir}" in deps
+    # every task's metrics (metrics/finetune/<name>.json) lie in this dep: DVC links register to each finetune@
+    assert "metrics/finetune" in deps and ynat.metrics_file.startswith("metrics/finetune/")
     # the classifier's directory follows the task's name (models/<name>), in dvc.yaml as in params
-    assert "models/${finetune.task.name}" in deps and ynat.model_dir == f"models/{p.finetune.task.name}"
+    assert "models/${key}" in stages["finetune"]["do"]["outs"] and ynat.model_dir == f"models/{p.finetune.task.name}"
     assert "outs" not in stages["register"]  # its report is a metric (the pipeline summary shows it)
     assert stages["register"]["metrics"] == [{"${register.report}": {"cache": False}}]
 

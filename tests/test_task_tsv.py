@@ -27,7 +27,8 @@ SENTIMENT = {  # README "A new dataset": exactly these keys
 def write_params(root: Path, repo_root: Path, bilm: Path, task: dict) -> Path:
     params = yaml.safe_load((repo_root / "params.yaml").read_text(encoding="utf-8"))
     f = params["finetune"]
-    f["task"].update(task)
+    name = task.get("name", "ynat")  # one task at a time: this one replaces the default
+    f["tasks"] = {name: {**f["tasks"]["ynat"], **{k: v for k, v in task.items() if k != "name"}}}
     f["bilm_dir"] = str(bilm)
     f["model"].update(word_dim=8, hidden=8, word_min_count=1)
     f["train"].update(batch_size=4, lr=0.01, max_epochs=2, patience=2, threads=1)
@@ -75,18 +76,18 @@ def test_tsv_task_is_finetuned_into_its_own_model_and_run(two_tasks) -> None:
 
     root, pfile, _, report, _ = two_tasks
     assert report["out_dir"] == "models/sentiment" and not (root / "models/ynat").exists()
-    metrics = json.loads((root / "metrics/finetune.json").read_text())
+    metrics = json.loads((root / "metrics/finetune/sentiment.json").read_text())
     assert metrics["labels"] == ["0", "1", "2"] and metrics["n_train"] == 33 and metrics["n_dev"] == 9
     clf = Classifier.load(root / "models/sentiment")
     out = clf.predict(["배송이 빠르고 아주 만족한다", "정말 최악이다"])
     assert [set(r["probs"]) for r in out] == [{"0", "1", "2"}] * 2
     p = load_params(pfile)
-    assert p.register.models["ynat"].name == "elmo-sentiment"
-    assert p.register.models["ynat"].model_dir == "models/sentiment"
+    assert p.register.models["sentiment"].name == "elmo-sentiment"  # keyed by the task
+    assert p.register.models["sentiment"].model_dir == "models/sentiment"
     mlflow.set_tracking_uri("sqlite:///" + str(root / "mlflow.db"))
     runs = mlflow.search_runs(experiment_names=["elmo-ko"], filter_string="tags.`elmo.stage` = 'finetune'")
     assert list(runs["tags.mlflow.runName"]) == ["finetune-sentiment"]
-    comp = json.loads((root / "metrics/finetune_comparison.json").read_text())
+    comp = json.loads((root / "metrics/finetune/sentiment_comparison.json").read_text())
     assert [r["name"] for r in comp["rows"]] == ["tfidf_lr", "elmo", "main"]
     assert (root / "models/bilm_sentiment/config.json").is_file()  # the biLM adapted on this task's texts
 

@@ -28,13 +28,13 @@ from pydantic import Field, ValidationError, model_validator
 from elmo.params.base import ParamsError, Section
 from elmo.params.clean import CleanParams
 from elmo.params.crawl import CrawlParams
-from elmo.params.finetune import FinetuneParams
+from elmo.params.finetune import FinetuneParams, task_metrics_file, task_model_dir, task_paths
 from elmo.params.flows import FlowsParams
 from elmo.params.guard import OutputCollision, check_params
 from elmo.params.mlflow import MlflowParams
 from elmo.params.paths import OPT_IN, escaping_paths
 from elmo.params.pretrain import PretrainParams
-from elmo.params.register import RegisterParams, derive_task_model
+from elmo.params.register import RegisterParams, derive_task_models
 from elmo.params.tokenize import TokenizeParams
 from elmo.params.vocab import VocabParams
 
@@ -69,14 +69,21 @@ with warnings.catch_warnings():
 
         @model_validator(mode="after")
         def _task_names_its_model(self) -> "Params":
-            derive_task_model(self.register, self.finetune.task.name, self.finetune.out_dir)
+            f = self.finetune
+            outputs = {name: (task_model_dir(name), task_metrics_file(name), task_paths(name)["plots_dir"])
+                       for name in f.tasks}
+            outputs[f.task.name] = (f.out_dir, f.metrics, f.plots_dir)  # the selected task's, as validated
+            derive_task_models(self.register, outputs)
             return self
 
 
-def _format_errors(path: Path, err: ValidationError) -> str:
+def _format_errors(path: Path, err: ValidationError, task: str | None = None) -> str:
     lines = []
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        loc = [str(p) for p in e["loc"]]
+        if task is not None and loc[:2] == ["finetune", "task"]:  # the selected task's keys live in tasks.<name>
+            loc[1:2] = ["tasks", task]
+        key = ".".join(loc) or "<root>"
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key (not a parameter of this section; check its spelling)"
@@ -86,27 +93,47 @@ def _format_errors(path: Path, err: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def parse_params(data: dict[str, Any], path: str | Path = DEFAULT_PARAMS_FILE) -> Params:
-    """Validate an already-parsed mapping; errors name ``path`` and the dotted key."""
+def task_names(data: dict[str, Any]) -> list[str]:
+    """The task names of a raw params mapping (``finetune.tasks``, or the former single ``finetune.task``)."""
+    f = data.get("finetune") if isinstance(data, dict) else None
+    f = f if isinstance(f, dict) else {}
+    tasks = f.get("tasks")
+    if isinstance(tasks, dict):
+        return [str(k) for k in tasks]
+    legacy = f.get("task")
+    name = legacy.get("name", "ynat") if isinstance(legacy, dict) else "ynat"
+    return [str(name)]
+
+
+def parse_params(data: dict[str, Any], path: str | Path = DEFAULT_PARAMS_FILE, task: str | None = None) -> Params:
+    """Validate an already-parsed mapping with ``task`` selected (``finetune.tasks``; None: the first);
+    every other task is validated too. Errors name ``path`` and the dotted key."""
     path = Path(path)
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ParamsError(f"{path}: the top level must be a mapping of sections, got {type(data).__name__}")
-    try:
-        params = Params.model_validate(data)
-    except ValidationError as err:
-        raise ParamsError(_format_errors(path, err)) from None
-    if not params.allow_paths_outside_workspace:
-        escapes = escaping_paths(params)
+    names = task_names(data)
+    if task is not None and task not in names:
+        raise ParamsError(f"{path}: finetune.tasks: no task {task!r} (tasks: {', '.join(names)})")
+    selected = task if task is not None else names[0] if names else None
+    validated = {}
+    for name in [selected, *(n for n in names if n != selected)]:
+        try:
+            validated[name] = Params.model_validate(data, context={"task": name})
+        except ValidationError as err:
+            raise ParamsError(_format_errors(path, err, name)) from None
+    params = validated[selected]
+    for each in validated.values():  # each task's outputs, as that task's stages would see them
+        escapes = [] if each.allow_paths_outside_workspace else escaping_paths(each)
         if escapes:
             raise ParamsError("\n".join(
                 f"{path}: {key}: {value!r} {why}: outputs stay inside the workspace (a relative path "
                 f"without '..' above the root); set {OPT_IN}: true to allow it"
                 for key, value, why in escapes))
-    collision = check_params(params)  # an output on an input, a project file or another output
-    if collision:
-        raise OutputCollision(f"{path}: {collision}")
+        collision = check_params(each)  # an output on an input, a project file or another output
+        if collision:
+            raise OutputCollision(f"{path}: {collision}")
     return params
 
 
@@ -178,8 +205,9 @@ def apply_source_overrides(data: dict[str, Any], spec: str) -> list[str]:
     return done
 
 
-def load_params(path: str | Path = DEFAULT_PARAMS_FILE) -> Params:
-    """Read and validate params.yaml, with ``$ELMO_SOURCE_OVERRIDES`` applied in memory.
+def load_params(path: str | Path = DEFAULT_PARAMS_FILE, task: str | None = None) -> Params:
+    """Read and validate params.yaml with ``task`` selected (None: the first of ``finetune.tasks``),
+    with ``$ELMO_SOURCE_OVERRIDES`` applied in memory.
 
     Raises :class:`ParamsError` naming the file and key."""
     path = Path(path)
@@ -189,7 +217,7 @@ def load_params(path: str | Path = DEFAULT_PARAMS_FILE) -> Params:
                           "its sections (the project's params.yaml lists them all)")
     if isinstance(data, dict) and os.environ.get(SOURCE_OVERRIDES_ENV, "").strip():
         apply_source_overrides(data, os.environ[SOURCE_OVERRIDES_ENV])
-    return parse_params(data, path)
+    return parse_params(data, path, task)
 
 
 def set_params(path: str | Path, assignments: list[str], check: Callable[[Params], None] | None = None) -> Params:

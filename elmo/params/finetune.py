@@ -1,10 +1,17 @@
 """Params of the fetch_task and finetune stages (see elmo/stages/fetch_task.py, finetune.py, elmo/task/).
 
-``finetune.task`` says where the labeled data comes from and how to read it: another labeled
-Korean dataset in JSON (an array of objects), JSON lines, CSV or TSV needs only these keys changed.
-Its ``name`` names its outputs: ``data/task/<name>``, ``models/<name>``, the registered model
-``elmo-<name>`` and the MLflow run ``finetune-<name>`` (unless ``data_dir`` / ``out_dir`` are set),
-so a second dataset never overwrites the first one's.
+``finetune.tasks`` maps task names to where each labeled data set comes from and how to read it
+(the keys of :class:`TaskDataParams`: another labeled Korean dataset in JSON, JSON lines, CSV or TSV
+needs only these), plus optional per-task overrides of the shared finetune settings (``train``,
+``model``, ``compare``, ...: merged key by key over the section's). dvc.yaml makes one
+``fetch_task@<name>`` and ``finetune@<name>`` per task (``foreach``). A task's name names its outputs:
+``data/task/<name>``, ``models/<name>``, ``metrics/finetune/<name>.json``, ``plots/finetune/<name>``, the
+registered model ``elmo-<name>`` and the MLflow run ``finetune-<name>``, so tasks never overwrite each other.
+
+One task is *selected* when the params are validated (``elmo finetune --task NAME``; the first one
+by default): ``finetune.task`` is then its data keys with its ``name``, and the other fields are the
+shared settings with its overrides merged in, so the stages read one task as they always have.
+A params file with the former single ``finetune.task`` is read as a one-task ``tasks`` mapping.
 ``finetune.model`` is the task model that is saved to ``out_dir``; ``finetune.compare`` lists
 the baselines and ablations trained in the same run (a table in ``metrics/`` and the README).
 """
@@ -14,7 +21,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from elmo.params.base import Section
 from elmo.params.paths import WorkspacePath, check_file_name
@@ -42,6 +49,22 @@ def task_model_dir(name: str) -> str:
 
 def adapted_bilm_dir(name: str) -> str:
     return f"models/bilm_{name}"
+
+
+def task_metrics_file(name: str) -> str:
+    return f"metrics/finetune/{name}.json"
+
+
+# finetune's per-record dev predictions, in each task's plots_dir: what register's served = measured
+# check scores the logged model against (elmo/registry/served.py)
+PREDICTIONS_FILE = "dev_predictions.csv"
+
+
+def task_paths(name: str) -> dict[str, str]:
+    """The per-task outputs (what dvc.yaml declares for finetune@<name>), by finetune key."""
+    return {"out_dir": task_model_dir(name), "metrics": task_metrics_file(name),
+            "comparison": f"metrics/finetune/{name}_comparison.json",
+            "comparison_table": f"metrics/finetune/{name}_comparison.md", "plots_dir": f"plots/finetune/{name}"}
 
 
 def _task_name(data: Any) -> str:
@@ -207,14 +230,68 @@ class TfidfParams(Section):
     tol: float = Field(1e-3, gt=0)
 
 
+def _ynat_keys() -> dict[str, Any]:
+    """The one default task's entry: every data key at its default (KLUE YNAT)."""
+    return TaskDataParams().model_dump(exclude={"name", "data_dir"})
+
+
+# What a task entry may hold besides its data keys: overrides of the shared settings. Not `task`/`tasks`,
+# and not the output paths, which follow the task's name (dvc.yaml declares them by name).
+NOT_PER_TASK = ("task", "tasks", "out_dir", "metrics", "comparison", "comparison_table", "plots_dir")
+
+
+def _merge(base: Any, over: Any) -> Any:
+    if isinstance(base, dict) and isinstance(over, dict):
+        return {**base, **{k: _merge(base.get(k), v) for k, v in over.items()}}
+    return over
+
+
+def select_task(data: dict[str, Any], name: str | None) -> dict[str, Any]:
+    """The raw finetune section with one task selected (the first by default): ``task`` = its data keys
+    and name, its overrides merged over the shared settings; ``tasks`` kept. A former single
+    ``task`` becomes ``tasks: {<its name>: <its other keys>}``. ValueError naming the key."""
+    data = dict(data)
+    if "task" in data:
+        if "tasks" in data:
+            raise ValueError("task: give the tasks in finetune.tasks only (finetune.task is the former "
+                             "single-task form: move its keys to finetune.tasks.<name>)")
+        legacy = data.pop("task")
+        if not isinstance(legacy, dict):
+            raise ValueError("task: expected a mapping (better: move it to finetune.tasks.<name>)")
+        legacy = dict(legacy)
+        data["tasks"] = {legacy.pop("name", TaskDataParams.model_fields["name"].default): legacy}
+    tasks = data.setdefault("tasks", {"ynat": _ynat_keys()})
+    if not isinstance(tasks, dict) or not tasks:
+        raise ValueError("tasks: a mapping of task names to their data keys (at least one task)")
+    name = next(iter(tasks)) if name is None else name
+    if name not in tasks:
+        raise ValueError(f"tasks: no task {name!r} (tasks: {', '.join(map(str, tasks))})")
+    entry = tasks[name] if tasks[name] is not None else {}
+    if not isinstance(entry, dict):
+        raise ValueError(f"tasks.{name}: expected a mapping of its data keys (source, train_file, ...)")
+    own = {k: v for k, v in entry.items() if k in TaskDataParams.model_fields and k != "name"}
+    overrides = {k: v for k, v in entry.items() if k not in own}
+    for key in overrides:
+        if key == "name":
+            raise ValueError(f"tasks.{name}.name: the task's key is its name; leave name out")
+        if key in NOT_PER_TASK or key not in FinetuneParams.model_fields:
+            why = "follows the task's name" if key in NOT_PER_TASK else "not a task data key nor a finetune setting"
+            raise ValueError(f"tasks.{name}.{key}: unknown key here ({why})")
+    return {**_merge(data, overrides), "task": {**own, "name": name}}
+
+
 class FinetuneParams(Section):
-    task: TaskDataParams = TaskDataParams()
+    # task name -> its data keys (TaskDataParams but name) and overrides of the settings below
+    tasks: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"ynat": _ynat_keys()})
+    task: TaskDataParams = TaskDataParams()  # the selected task (select_task); not written in params.yaml
     bilm_dir: str = "models/bilm"  # what pretrain writes
-    out_dir: WorkspacePath | None = None  # the classifier; null: models/<task.name> (what dvc.yaml declares)
-    metrics: WorkspacePath = "metrics/finetune.json"
-    comparison: WorkspacePath = "metrics/finetune_comparison.json"
-    comparison_table: WorkspacePath = "metrics/finetune_comparison.md"
-    plots_dir: WorkspacePath = "plots/finetune"
+    # the selected task's outputs; null (the default): models/<name>, metrics/finetune/<name>.json,
+    # metrics/finetune/<name>_comparison.json|.md, plots/finetune/<name> (what dvc.yaml declares)
+    out_dir: WorkspacePath | None = None  # the classifier
+    metrics: WorkspacePath | None = None
+    comparison: WorkspacePath | None = None  # the baselines/ablations, same run
+    comparison_table: WorkspacePath | None = None  # the same as a Markdown table
+    plots_dir: WorkspacePath | None = None
     # frozen biLM layer outputs, computed once per (biLM, tokens) and reused (not a DVC output)
     cache_dir: WorkspacePath = "data/cache/elmo"
     cache_dtype: Literal["float16", "float32"] = "float16"
@@ -236,9 +313,11 @@ class FinetuneParams(Section):
 
     @model_validator(mode="before")
     @classmethod
-    def _default_out_dir(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("out_dir") is None:
-            data = {**data, "out_dir": task_model_dir(_task_name(data))}
+    def _default_out_dir(cls, data: Any, info: ValidationInfo) -> Any:
+        if isinstance(data, dict):
+            data = select_task(data, (info.context or {}).get("task"))
+            derived = task_paths(_task_name(data))
+            data = {**data, **{k: v for k, v in derived.items() if data.get(k) is None}}
         adapt = data.get("adapt") if isinstance(data, dict) else None
         if isinstance(data, dict) and (adapt is None or isinstance(adapt, dict) and adapt.get("out_dir") is None):
             data = {**data, "adapt": {**(adapt or {}), "out_dir": adapted_bilm_dir(_task_name(data))}}

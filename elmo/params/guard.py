@@ -99,7 +99,7 @@ def stage_uses(params: Any, stage: str) -> list[Use]:
                 Use("pretrain.metrics", p.metrics, "file"), Use("pretrain.plots_dir", p.plots_dir, "dir"),
                 *_mlflow(params)]
     if stage == "fetch_task":
-        t = params.finetune.task
+        t = params.finetune.task  # the selected task (finetune.tasks.<name>)
         return [*_local("finetune.task.source", t.source), Use("finetune.task.data_dir", t.data_dir, "dir")]
     if stage == "finetune":
         f = params.finetune

@@ -3,8 +3,9 @@
 Nothing about the registered models is hard-coded: each entry of ``models`` names the MLflow
 registered model, the DVC output directory that is the model, the ``dvc.lock`` stage that writes
 it, the metrics file and dotted metric key it is judged on, and the direction (``higher_is_better``).
-The same code therefore registers the biLM and the YNAT classifier here, and any other
-DVC-produced model a test or a user declares.
+The same code therefore registers the biLM and each task's classifier here (the entry whose stage is
+``finetune`` becomes one entry per task of ``finetune.tasks``), and any other DVC-produced model a test
+or a user declares.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import re
 from pydantic import Field, field_validator, model_validator
 
 from elmo.params.base import Section
+from elmo.params.finetune import PREDICTIONS_FILE
 from elmo.params.paths import WorkspacePath
 
 _LOADER_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
@@ -23,7 +25,7 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][\w.\-]*$")
 class RegisteredModelParams(Section):
     """One model the register stage registers (one MLflow registered model)."""
 
-    # MLflow registered model name, e.g. elmo-bilm; null for finetune's model: elmo-<finetune.task.name>
+    # MLflow registered model name, e.g. elmo-bilm; null for finetune's model: elmo-<task name>
     name: str | None = None
     model_dir: str | None = None  # the DVC output (a directory) that is the model; null for finetune's: its out_dir
     dvc_stage: str  # the dvc.yaml/dvc.lock stage whose outs include model_dir
@@ -75,14 +77,14 @@ _BILM = RegisteredModelParams(
     loader="elmo.registry.embedder:BiLMEmbedder",
     example=["국민청원 게시판에 의견을 남겼습니다."],
 )
-_YNAT = RegisteredModelParams(  # name and model_dir follow finetune.task.name (elmo/params/__init__.py)
+_TASK = RegisteredModelParams(  # one entry per task of finetune.tasks (derive_task_models)
     dvc_stage="finetune",
-    metrics_file="metrics/finetune.json",
+    metrics_file="metrics/finetune/ynat.json",
     metric="macro_f1",
     higher_is_better=True,
     loader="elmo.task:Classifier",
     example=["손흥민, 시즌 10호 골… 토트넘 3연승", "코스피 2,500선 회복…외국인 순매수"],
-    predictions_file="plots/finetune/dev_predictions.csv",
+    predictions_file=f"plots/finetune/ynat/{PREDICTIONS_FILE}",  # per task: <its plots_dir>/dev_predictions.csv
 )
 
 SERVE_REQUIREMENTS = ["torch", "numpy", "safetensors", "pydantic", "PyYAML", "mecab-python3",
@@ -91,9 +93,9 @@ SERVE_REQUIREMENTS = ["torch", "numpy", "safetensors", "pydantic", "PyYAML", "me
 
 class RegisterParams(Section):
     alias: str = "champion"  # the alias that moves only on improvement (and on rollback)
-    # key -> model; the keys are what dvc.yaml templates read (${register.models.ynat.model_dir}).
-    models: dict[str, RegisteredModelParams] = {"bilm": _BILM, "ynat": _YNAT}
-    primary: str = "ynat"  # the model a bare number in `elmo rollback --to N` refers to
+    # key -> model; the entry with dvc_stage finetune stands for every task (one entry per task name)
+    models: dict[str, RegisteredModelParams] = {"bilm": _BILM, "task": _TASK}
+    primary: str = "ynat"  # the model a bare number in `elmo rollback --to N` refers to (a task's: its name)
     report: WorkspacePath = "metrics/register.json"  # what the stage did (versions, champion decisions)
     # pip packages a served model needs; pinned to the installed versions when logged.
     pip_requirements: list[str] = SERVE_REQUIREMENTS
@@ -110,21 +112,41 @@ class RegisterParams(Section):
     def _primary_is_a_model(self):
         if not self.models:
             raise ValueError("models: declare at least one model")
-        if self.primary not in self.models:
+        tasks = any(m.dvc_stage == "finetune" for m in self.models.values())  # a task name: checked once derived
+        if self.primary not in self.models and not tasks:
             raise ValueError(f"primary: {self.primary!r} is not a key of models ({', '.join(self.models)})")
         return self
 
 
-def derive_task_model(register: RegisterParams, task_name: str, out_dir: str) -> None:
-    """Fill in ``name`` / ``model_dir`` left null on finetune's model (``elmo-<task>``, finetune.out_dir);
-    ValueError naming the key for another model without them, or two models under one name."""
-    for key, spec in register.models.items():
+def derive_task_models(register: RegisterParams, tasks: dict[str, tuple[str, str]]) -> None:
+    """The entry of finetune's model (``dvc_stage: finetune``) stands for every task of ``finetune.tasks``:
+    it becomes one entry per task (keyed by the task's name, stage ``finetune@<name>``, name
+    ``elmo-<name>`` and model_dir / metrics_file / predictions_file its outputs; ``tasks``: name ->
+    (model_dir, metrics_file, plots_dir)).
+    ValueError naming the key for another model without name or model_dir, or two models under one name."""
+    templates = [key for key, spec in register.models.items() if spec.dvc_stage == "finetune"]
+    for key, spec in list(register.models.items()):
         missing = [k for k in ("name", "model_dir") if getattr(spec, k) is None]
-        if missing and spec.dvc_stage != "finetune":
-            raise ValueError(f"register.models.{key}.{missing[0]}: required (only finetune's model derives it)")
-        derived = {"name": f"elmo-{task_name}", "model_dir": out_dir}
-        if missing:  # a copy: the sections are frozen, and a default entry may be shared
-            register.models[key] = spec.model_copy(update={k: derived[k] for k in missing})
+        if spec.dvc_stage != "finetune":
+            if missing:
+                raise ValueError(f"register.models.{key}.{missing[0]}: required (only finetune's model derives it)")
+            continue
+        del register.models[key]  # a copy per task: the sections are frozen, and a default entry may be shared
+        for name, (model_dir, metrics_file, plots_dir) in tasks.items():
+            if name in register.models:
+                raise ValueError(f"register.models.{name}: the task {name!r} registers under this key; rename one")
+            register.models[name] = spec.model_copy(update={
+                "name": spec.name if spec.name and len(tasks) == 1 else f"elmo-{name}",
+                "model_dir": spec.model_dir if spec.model_dir and len(tasks) == 1 else model_dir,
+                "dvc_stage": f"finetune@{name}", "metrics_file": metrics_file,
+                # served = measured: that task's per-record dev predictions (finetune's plots_dir)
+                "predictions_file": f"{plots_dir}/{PREDICTIONS_FILE}" if spec.predictions_file else None})
     names = [m.name for m in register.models.values()]
     if len(set(names)) != len(names):
         raise ValueError("register.models: two entries register under the same name")
+    if register.primary not in register.models and templates and len(tasks) == 1:
+        # one task (e.g. a former single-task file, whose `primary: ynat` named its classifier): that task's
+        object.__setattr__(register, "primary", next(iter(tasks)))
+    if register.primary not in register.models:
+        raise ValueError(f"register.primary: {register.primary!r} is not a model (models: "
+                         f"{', '.join(register.models)}; a task's model is keyed by the task's name)")

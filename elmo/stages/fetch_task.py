@@ -20,23 +20,25 @@ log = get_logger("fetch_task")
 MANIFEST = "manifest.json"
 
 
-def file_location(source: str, name: str, root: Path, data_dir: Path | None = None) -> str:
-    """The URL or path of ``name`` in ``source``; a local source must not overlap ``data_dir``."""
+def file_location(source: str, name: str, root: Path, data_dir: Path | None = None,
+                  key: str = "finetune.tasks.ynat") -> str:
+    """The URL or path of ``name`` in ``source``; a local source must not overlap ``data_dir``.
+    ``key``: the task's params key, which messages name."""
     from elmo.crawl.source import overlap, source_kind
 
     try:
         kind = source_kind(source)
     except ValueError as err:
-        raise StageError(f"finetune.task.source: {err}") from None
+        raise StageError(f"{key}.source: {err}") from None
     if kind == "http":
         return (source if source.endswith("/") else source + "/") + name
     base = Path(source).expanduser()
     base = base if base.is_absolute() else root / base
     if not base.is_dir():
-        raise FileNotFoundError(f"finetune.task.source: {source}: no such directory")
+        raise FileNotFoundError(f"{key}.source: {source}: no such directory")
     how = overlap(base, data_dir) if data_dir is not None else None
     if how:
-        raise StageError(f"finetune.task.data_dir {str(data_dir)!r} {how} finetune.task.source {source!r}; "
+        raise StageError(f"{key}.data_dir {str(data_dir)!r} {how} {key}.source {source!r}; "
                          "fetch_task never writes in its source: choose a data_dir outside it")
     return str(base / name)
 
@@ -45,9 +47,10 @@ def run(params, root: Path) -> dict:
     from elmo.crawl import FetchError, NotFound, RetryPolicy, fetch_file
 
     t = params.finetune.task
+    key = f"finetune.tasks.{t.name}"
     out = root / t.data_dir
     for name in (t.train_file, t.dev_file):
-        file_location(t.source, name, root, out)  # refuses an overlap before anything is written
+        file_location(t.source, name, root, out, key)  # refuses an overlap before anything is written
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / MANIFEST
     previous = {}
@@ -60,7 +63,7 @@ def run(params, root: Path) -> dict:
     policy = RetryPolicy.from_params(t)
     files, report = {}, {"source": t.source, "data_dir": t.data_dir, "files": {}}
     for name in (t.train_file, t.dev_file):
-        url = file_location(t.source, name, root)
+        url = file_location(t.source, name, root, key=key)
         prev = previous.get(name)
         if not isinstance(prev, dict) or prev.get("url") != url:
             prev = None
@@ -68,10 +71,10 @@ def run(params, root: Path) -> dict:
         try:
             res = fetch_file(url, out / name, verify=verify, policy=policy, previous=prev)
         except NotFound:
-            raise StageError(f"finetune.task: {url}: not found "
-                             "(check finetune.task.source and the file names)") from None
+            raise StageError(f"{key}: {url}: not found "
+                             f"(check {key}.source and the file names)") from None
         except FetchError as err:
-            raise StageError(f"finetune.task: {err}") from None
+            raise StageError(f"{key}: {err}") from None
         files[name] = res.entry()
         report["files"][name] = {"status": res.status, "bytes": res.bytes, "records": res.info.get("records"),
                                  "sha256": res.sha256}

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from elmo.io import atomic_path, atomic_write_json, atomic_write_text
+from elmo.params.finetune import PREDICTIONS_FILE
 from elmo.task.experiment import MAIN, Experiment, Trained
 from elmo.task.variants import BASELINE
 
@@ -101,9 +102,9 @@ def dev_predictions(exp: Experiment, result: dict[str, Any]) -> list[dict[str, s
 
 
 def write_plots(exp: Experiment, result: dict[str, Any]) -> None:
-    """plots/finetune: the main model's history, one held-out curve per compared model, the dev
-    predictions (DVC's confusion plot) and a confusion PNG."""
-    from elmo.task.plots import confusion_png, write_csv
+    """plots/finetune/<task>: the main model's history, one held-out curve per compared model, the dev
+    predictions (DVC's confusion plot), and the curves and the confusion matrix as PNG images."""
+    from elmo.task.plots import confusion_png, curves_png, write_csv
 
     f, labels = exp.f, exp.labels
     dev = result["main_dev"]
@@ -114,8 +115,11 @@ def write_plots(exp: Experiment, result: dict[str, Any]) -> None:
         for r in result["comparison"]:
             if r.get("history"):
                 write_csv(tmp / f"{r['name']}.csv", r["history"], ["epoch", "heldout_macro_f1"])
+    curves = {"main": result["main"].fit.history,
+              **{r["name"]: r["history"] for r in result["comparison"] if r.get("history")}}
+    curves_png(plots / "history.png", curves, "epoch", "heldout_macro_f1", f"{f.task.name}: held-out macro-F1")
     cm = dev["confusion"]["matrix"]
-    write_csv(plots / "dev_predictions.csv", dev_predictions(exp, result), ["text", "actual", "predicted"])
+    write_csv(plots / PREDICTIONS_FILE, dev_predictions(exp, result), ["text", "actual", "predicted"])
     confusion_png(plots / "confusion.png", cm, labels,
                   f"{f.task.name} dev: macro-F1 {dev['macro_f1']:.4f}, accuracy {dev['accuracy']:.4f}")
 

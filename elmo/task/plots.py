@@ -1,4 +1,6 @@
-"""Finetune plots: the dev confusion matrix as a PNG (matplotlib, Agg) and CSVs for ``dvc plots``."""
+"""Finetune plots: CSVs for ``dvc plots`` and the same as PNG images (matplotlib, Agg): the held-out curves
+and the dev confusion matrix. The images need neither a browser nor internet (``dvc plots show`` writes an
+HTML page that loads its chart library from a CDN)."""
 
 from __future__ import annotations
 
@@ -47,6 +49,30 @@ def confusion_png(path: str | Path, matrix: Sequence[Sequence[int]], labels: Seq
             ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=8,
                     color="white" if rates[i, j] > 0.5 else "black")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def curves_png(path: str | Path, curves: dict[str, list[dict]], x: str, y: str, title: str) -> None:
+    """One line per curve (``name -> rows``) of ``y`` over ``x``, written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for name, rows in curves.items():
+        points = [(r[x], r[y]) for r in rows if r.get(x) is not None and r.get(y) is not None]
+        if points:
+            ax.plot(*zip(*points), marker="o", label=name)
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.set_title(title, fontproperties=_korean_font())
+    ax.grid(alpha=0.3)
+    if curves:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=110, format="png")

@@ -17,7 +17,7 @@ def tiny_params(repo_root: Path, archive: str | Path, task_source: str | Path, m
     params["crawl"].update(source=str(archive), months=months)
     params["pretrain"]["preset"] = "tiny"
     f = params["finetune"]
-    f["task"]["source"] = str(task_source)
+    f["tasks"]["ynat"]["source"] = str(task_source)
     f["model"].update(word_dim=8, hidden=8, word_min_count=1)
     f["train"].update(batch_size=4, lr=0.01, max_epochs=2, patience=2, threads=1)
     f["tfidf"].update(min_df=1)
