@@ -107,7 +107,7 @@ def test_finetune_outputs_and_metrics_equal_sklearn(finetuned) -> None:
 
 def test_text_pipeline_counts_in_the_finetune_metrics(finetuned) -> None:
     root = finetuned[0]
-    metrics = json.loads((root / "metrics/finetune.json").read_text())
+    metrics = json.loads((root / "metrics/finetune/ynat.json").read_text())
     assert metrics["data"]["train"]["normalisation"] == {  # what the biLM's normaliser changed in train
         "html_entities": 1, "nfc_changed": 1, "zero_width_removed": 1, "control_chars": 0,
         "moderator_notices_removed": 0, "masked_spans": 0}
@@ -289,8 +289,8 @@ def test_served_equals_measured_through_the_classifier_and_the_pyfunc(finetuned,
     root = finetuned[0]
     params = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
     assert "cache_dtype" not in params["finetune"] or params["finetune"]["cache_dtype"] == "float16"
-    metrics = json.loads((root / "metrics/finetune.json").read_text())
-    predictions = root / "plots/finetune/dev_predictions.csv"
+    metrics = json.loads((root / "metrics/finetune/ynat.json").read_text())
+    predictions = root / "plots/finetune/ynat/dev_predictions.csv"
     rows = read_predictions(predictions)
     dev = json.loads((root / "data/task/ynat/ynat-v1.1_dev.json").read_text())
     assert [r["text"] for r in rows] == [r["title"] for r in dev] and [r["actual"] for r in rows] == [

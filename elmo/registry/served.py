@@ -1,8 +1,8 @@
 """Served = measured: the logged model must reproduce the predictions its stage measured.
 
-finetune writes each dev record's prediction (``plots/finetune/dev_predictions.csv``: the text as in
+finetune writes each dev record's prediction (``plots/finetune/<task>/dev_predictions.csv``: the text as in
 the dev file, the actual and the predicted label, in the file's order; its pairs are the confusion
-matrix behind ``metrics/finetune.json``'s macro-F1). Before a new classifier version is registered,
+matrix behind ``metrics/finetune/<task>.json``'s macro-F1). Before a new classifier version is registered,
 :func:`check_served` loads the logged model the way a server does (the MLflow pyfunc: raw text in,
 the saved text pipeline, the saved layer precision) and scores those texts: every prediction must be
 the one measured, so the registered metric is the served model's.
