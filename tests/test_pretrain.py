@@ -182,6 +182,9 @@ def test_valid_perplexity_falls_on_a_repeated_corpus(tmp_path: Path, repeated_da
     assert first > 5 and last < 1.6
     loss = (tmp_path / "plots/pretrain/loss.csv").read_text().splitlines()
     assert loss[0] == "step,train_loss,lr,tokens_per_s" and len(loss) == 1 + 10
+    for image in ("loss.png", "perplexity.png"):  # the same curves as images (offline `dvc plots show`)
+        data = (tmp_path / "plots/pretrain" / image).read_bytes()
+        assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 5000, image
     # the saved biLM is self-contained and loads without pickle
     model = BiLM.load(tmp_path / "models/bilm")
     vocab = Vocabulary.load(tmp_path / "models/bilm/vocab")

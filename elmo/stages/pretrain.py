@@ -28,8 +28,6 @@ never seen, and the new biLM's on the same sentences (elmo/train/drift.py).
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import math
 import sys
 import tempfile
@@ -40,11 +38,12 @@ from typing import Any
 
 from elmo.contracts import SPLITS
 from elmo.errors import StageError
-from elmo.io import atomic_write_json, atomic_write_text
+from elmo.io import atomic_write_json
 from elmo.log import get_logger
 from elmo.model import BiLMConfig
 from elmo.params.base import runtime_only_keys
 from elmo.params.pretrain import ModelParams, TrainerParams
+from elmo.plots import curves_png, write_csv
 
 log = get_logger("pretrain")
 
@@ -62,15 +61,6 @@ def model_config(model: ModelParams, vocab) -> BiLMConfig:
                           char_pad_id=0, **model.model_dump())
     except ValueError as err:
         raise StageError(f"pretrain preset does not fit the vocabulary ({vocab!r}): {err}") from None
-
-
-def _csv(rows: list[dict], columns: list[str]) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: (f"{r[k]:.6g}" if isinstance(r.get(k), float) else r.get(k)) for k in columns})
-    return buf.getvalue()
 
 
 def ended_by(global_step: int, train, asked) -> str:
@@ -232,9 +222,14 @@ def write_outputs(root: Path, p, model, inputs: Inputs, metrics: dict, sink, fp:
         "init": {k: init[k] for k in ("used", "from_weights_sha256", "from_steps") if k in init},
     })  # no run id: what it is only
     plots_dir = root / p.plots_dir
-    atomic_write_text(plots_dir / "loss.csv", _csv(sink.train_rows, ["step", "train_loss", "lr", "tokens_per_s"]))
-    atomic_write_text(plots_dir / "perplexity.csv",
-                      _csv(sink.valid_rows, ["step", "valid_ppl", "valid_ppl_fwd", "valid_ppl_bwd"]))
+    write_csv(plots_dir / "loss.csv", sink.train_rows, ["step", "train_loss", "lr", "tokens_per_s"])
+    write_csv(plots_dir / "perplexity.csv", sink.valid_rows, ["step", "valid_ppl", "valid_ppl_fwd", "valid_ppl_bwd"])
+    # the same curves as images: `dvc plots show` renders them without a browser's chart library
+    curves_png(plots_dir / "loss.png", {"train loss": sink.train_rows}, "step", "train_loss", "biLM training loss")
+    curves_png(plots_dir / "perplexity.png", {d: [{"step": r["step"], "valid_ppl": r.get(k)} for r in sink.valid_rows]
+                                              for d, k in (("both", "valid_ppl"), ("forward", "valid_ppl_fwd"),
+                                                           ("backward", "valid_ppl_bwd"))},
+               "step", "valid_ppl", "biLM validation perplexity")
     atomic_write_json(root / p.metrics, metrics)
     if run_id is not None:
         flat = {f"final/{s}_{k}": v for s in ("valid", "test") for k, v in metrics[s].items()
@@ -244,7 +239,8 @@ def write_outputs(root: Path, p, model, inputs: Inputs, metrics: dict, sink, fp:
         log_results(flat, step=metrics["steps"],
                     tags={"elmo.fingerprint": fp, "elmo.preset": p.preset, "ended_by": metrics["ended_by"],
                           "elmo.selected": f"{selected['from']}@{selected['step']}", "elmo.init": init["used"]},
-                    files=[plots_dir / "loss.csv", plots_dir / "perplexity.csv", root / p.metrics,
+                    files=[plots_dir / "loss.csv", plots_dir / "perplexity.csv", plots_dir / "loss.png",
+                           plots_dir / "perplexity.png", root / p.metrics,
                            out_dir / "config.json"])
         tag_trained_model(out_dir)  # register logs the model into this run (its source run)
 

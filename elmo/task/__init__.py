@@ -9,7 +9,7 @@
 * :mod:`elmo.task.variants` — the ablations trained in the same run,
 * :mod:`elmo.task.experiment` — one finetune run and its outputs,
 * :mod:`elmo.task.classifier` — :class:`Classifier`: ``Classifier.load(dir).predict(texts)``,
-* :mod:`elmo.task.plots` — confusion-matrix PNG and CSVs for ``dvc plots``.
+* (plots: :mod:`elmo.plots`, shared with pretrain — CSVs for ``dvc plots`` and the same as PNG.)
 
 Importing this package is cheap; ``Classifier`` is imported on first use.
 """

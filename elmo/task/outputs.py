@@ -104,7 +104,7 @@ def dev_predictions(exp: Experiment, result: dict[str, Any]) -> list[dict[str, s
 def write_plots(exp: Experiment, result: dict[str, Any]) -> None:
     """plots/finetune/<task>: the main model's history, one held-out curve per compared model, the dev
     predictions (DVC's confusion plot), and the curves and the confusion matrix as PNG images."""
-    from elmo.task.plots import confusion_png, curves_png, write_csv
+    from elmo.plots import confusion_png, curves_png, write_csv
 
     f, labels = exp.f, exp.labels
     dev = result["main_dev"]

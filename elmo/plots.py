@@ -1,6 +1,7 @@
-"""Finetune plots: CSVs for ``dvc plots`` and the same as PNG images (matplotlib, Agg): the held-out curves
-and the dev confusion matrix. The images need neither a browser nor internet (``dvc plots show`` writes an
-HTML page that loads its chart library from a CDN)."""
+"""The pipeline's plots: CSVs for ``dvc plots`` and the same as PNG images (matplotlib, Agg) — pretrain's
+loss and perplexity curves, finetune's held-out curves and dev confusion matrix. The images need neither
+a browser nor internet (``dvc plots show`` writes an HTML page that loads its chart library from a CDN).
+matplotlib is imported inside the drawing functions: it is heavy and only they need it."""
 
 from __future__ import annotations
 
@@ -62,6 +63,7 @@ def curves_png(path: str | Path, curves: dict[str, list[dict]], x: str, y: str, 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    font = _korean_font()  # before the figure: importing the font package changes matplotlib's defaults
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for name, rows in curves.items():
         points = [(r[x], r[y]) for r in rows if r.get(x) is not None and r.get(y) is not None]
@@ -69,7 +71,7 @@ def curves_png(path: str | Path, curves: dict[str, list[dict]], x: str, y: str, 
             ax.plot(*zip(*points), marker="o", label=name)
     ax.set_xlabel(x)
     ax.set_ylabel(y)
-    ax.set_title(title, fontproperties=_korean_font())
+    ax.set_title(title, fontproperties=font)
     ax.grid(alpha=0.3)
     if curves:
         ax.legend(fontsize=8)
