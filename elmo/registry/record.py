@@ -134,7 +134,9 @@ def record_run(root: Path, opts: RecordParams, run: str, *, register_report: str
         stages = stages_changed(_head_lock(root, head), lock)
     dirty = gitrepo.dirty_files(root, exclude=set(paths))
     out: dict[str, Any] = {"recorded": False, "commit": None, "branch": gitrepo.current_branch(root),
-                           "files": files, "stages": stages, "registered": registered(root, register_report),
+                           "files": files, "stages": stages,
+                           # what register did in this run (an unchanged report is an earlier run's)
+                           "registered": registered(root, register_report) if register_report in files else [],
                            "dirty": dirty, "push": None}
     if files:
         out["commit"] = gitrepo.commit_paths(root, files, message(run, stages, out["registered"], files, dirty))
