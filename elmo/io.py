@@ -99,12 +99,14 @@ def sha256_dir(path: str | Path) -> str:
 
 
 def canonical_safetensors(path: str | Path) -> None:
-    """Rewrite a .safetensors file's header canonically, in place (the file must not be in use).
+    """Rewrite a .safetensors file's header canonically, in place (the file must not be in use), and
+    make it readable as the umask allows. Every ``save_file`` of the project's models is followed by this.
 
     safetensors writes ``__metadata__`` from a Rust HashMap, whose key order is random per process,
     so two identical saves could differ in bytes (and DVC would see a changed output). Here the
     metadata keys are sorted and the header re-padded with spaces to 8 bytes; tensors and data are
-    unchanged."""
+    unchanged. safetensors also creates its files with mode 0600: a model is for everyone the umask
+    allows, as every other file the stages write."""
     path = Path(path)
     raw = path.read_bytes()
     n = int.from_bytes(raw[:8], "little")
@@ -116,3 +118,6 @@ def canonical_safetensors(path: str | Path) -> None:
     text = json.dumps(out, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     text += b" " * (-len(text) % 8)
     path.write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + n:])
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)

@@ -357,3 +357,18 @@ def test_elmo_predict_names_a_text_that_is_not_utf8(finetuned) -> None:
     assert res.exit_code == 2 and "text 0: not valid UTF-8 text: character 0 is a lone surrogate U+D800" in res.output
     with pytest.raises(ValueError, match="text 0: not valid UTF-8"):
         Classifier.load(model).predict(["\udcff"])
+
+
+def test_model_directories_files_have_one_mode(finetuned) -> None:
+    """Every weights file a stage writes (the classifier's, its TF-IDF half's, the biLM's inside it) is
+    readable as the umask allows, as every other output: one writer behaviour (safetensors alone: 0600)."""
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    root = finetuned[0]
+    files = sorted((root / "models/ynat").rglob("*.safetensors"))
+    assert {f.relative_to(root / "models/ynat").as_posix() for f in files} >= {"weights.safetensors",
+                                                                                "bilm/weights.safetensors"}
+    modes = {f.relative_to(root).as_posix(): oct(f.stat().st_mode & 0o777) for f in files}
+    assert modes == {name: oct(0o666 & ~mask) for name in modes}

@@ -11,7 +11,6 @@ Written through :func:`elmo.io.atomic_path`: a crash leaves the old directory or
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -47,17 +46,10 @@ def save_bilm(model: torch.nn.Module, directory: str | Path, *, vocab_dir: str |
         (tmp / CONFIG_FILE).write_text(json.dumps(doc, ensure_ascii=False, indent=2, sort_keys=True) + "\n",
                                        encoding="utf-8")
         save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "model": FORMAT})
-        canonical_safetensors(tmp / WEIGHTS_FILE)  # the same bytes for the same weights
-        _readable(tmp / WEIGHTS_FILE)  # safetensors writes 0600; a model is for everyone the umask allows
+        canonical_safetensors(tmp / WEIGHTS_FILE)  # the same bytes for the same weights; readable
         if vocab_dir is not None:
             shutil.copytree(vocab_dir, tmp / VOCAB_SUBDIR)
     return directory
-
-
-def _readable(path: Path) -> None:
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)
 
 
 def read_config(directory: str | Path) -> dict:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from elmo.io import canonical_safetensors
 from elmo.task.metrics import classification_metrics
 
 FORMAT = "elmo-ko/tfidf-lr"
@@ -66,6 +67,7 @@ class TfidfModel:
         arrays = {"idf": v.idf_, "coef": self.clf.coef_, "intercept": self.clf.intercept_}
         save_file({k: np.ascontiguousarray(a, dtype=np.float64) for k, a in arrays.items()},
                   str(directory / "tfidf.safetensors"))
+        canonical_safetensors(directory / "tfidf.safetensors")  # readable as the biLM's and the classifier's
 
     @classmethod
     def load(cls, directory: str | Path) -> TfidfModel:
