@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 import test_flows_server as server_tests
+from helpers.processes import stop_process
 from helpers.toy_workspace import runs
 from test_flows_server import REPO, STOP_S, _client, eventually, set_flows
 
@@ -95,11 +96,6 @@ def test_scheduler_creates_and_completes_a_run(prefect_api: str, ws: Path, tmp_p
         assert runs(ws) == ["prepare", "train", "evaluate", "count"]
         assert _scheduler_errors() == []
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            rc = proc.wait(timeout=STOP_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            rc = None
+        rc = stop_process(proc, signal.SIGTERM, STOP_S)
         out.close()
     assert rc == 0, (tmp_path / "serve.out").read_text(errors="replace")[-3000:]

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from helpers.processes import stop_process
 from helpers.toy_workspace import make_toy_workspace, runs
 
 pytestmark = pytest.mark.network
@@ -100,12 +101,7 @@ def prefect_api(tmp_path_factory):
             yield url
     finally:
         t0 = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        try:
-            rc = proc.wait(timeout=STOP_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            rc = None
+        rc = stop_process(proc, signal.SIGINT, STOP_S)
         log.close()
         if old_home is None:
             os.environ.pop("PREFECT_HOME", None)
@@ -318,12 +314,7 @@ def test_served_deployments_schedule_run_and_stop_cleanly(prefect_api: str, ws: 
         assert runs(ws) == ["prepare"] and "prepare" not in dvc_status(ws)
     finally:
         t0 = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            rc = proc.wait(timeout=STOP_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            rc = None
+        rc = stop_process(proc, signal.SIGTERM, STOP_S)
         out.close()
     log = (tmp_path / "serve.out").read_text(errors="replace")
     assert rc == 0, f"serve exited with {rc}:\n{log[-3000:]}"
