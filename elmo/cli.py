@@ -137,7 +137,9 @@ def repro(
     configure()
     try:
         with stdout_to_stderr():  # dvc's and the stages' output go to stderr; stdout is the record's report
-            report = repro_and_record(Path.cwd(), load_params(params), run)
+            p = load_params(params)
+            report = repro_and_record(Path.cwd(), p.flows.record, run, lock_timeout_s=p.flows.lock_timeout_s,
+                                      register_report=p.register.report)
     except USER_ERRORS as err:
         _fail(err)
     typer.echo(json.dumps(report, ensure_ascii=False, indent=2, default=str))
@@ -234,13 +236,15 @@ def rollback(
         from elmo.registry import rollback as rb, versions
 
         if list_:
-            rows = versions.list_versions(p, Path.cwd())
-            out = json.dumps(rows, ensure_ascii=False, indent=2) if as_json else versions.format_versions(rows, p)
+            rows = versions.list_versions(p.register, p.mlflow, Path.cwd())
+            out = (json.dumps(rows, ensure_ascii=False, indent=2) if as_json
+                   else versions.format_versions(rows, p.register))
         else:
             from elmo.params.guard import check_stage
 
             check_stage("rollback", p, Path.cwd(), params)  # its state file never lands on an input
-            out = json.dumps(rb.rollback(p, Path.cwd(), to), ensure_ascii=False, indent=2, default=str)
+            report = rb.rollback(p.register, p.mlflow, Path.cwd(), to)
+            out = json.dumps(report, ensure_ascii=False, indent=2, default=str)
     except (*USER_ERRORS, OSError) as err:
         _fail(err)
     typer.echo(out)

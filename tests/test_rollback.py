@@ -162,7 +162,7 @@ def test_register_refuses_a_model_without_its_training_run(scenario, client) -> 
     try:
         with pytest.raises(StageError, match=r"models/toy: no finished MLflow run of experiment 'toy' trained this "
                                              r"model .*dvc repro --force train"):
-            register_models(scenario.params, root)
+            register_models(scenario.params.register, scenario.params.mlflow, root)
         assert [v.version for v in store.versions(client, MODEL_NAME)] == [1, 2, 3] and champion(client) == 3
     finally:
         sh(root, "git", "checkout", "-q", "--", ".")
@@ -173,13 +173,13 @@ def test_register_refuses_a_model_without_its_training_run(scenario, client) -> 
 def test_registering_the_same_model_again_creates_no_version(scenario, client) -> None:
     from elmo.registry.register import register_models
 
-    report = register_models(scenario.params, scenario.root)
+    report = register_models(scenario.params.register, scenario.params.mlflow, scenario.root)
     assert report["models"]["toy"]["new"] is False and report["models"]["toy"]["version"] == 3
     assert report["models"]["toy"]["promoted"] is False and champion(client) == 3
     assert [v.version for v in store.versions(client, MODEL_NAME)] == [1, 2, 3]
     # a registry left without a champion (a run stopped between registering and moving the alias)
     client.delete_registered_model_alias(MODEL_NAME, "champion")
-    report = register_models(scenario.params, scenario.root)
+    report = register_models(scenario.params.register, scenario.params.mlflow, scenario.root)
     assert report["models"]["toy"]["promoted"] is True and champion(client) == 3
     assert [v.version for v in store.versions(client, MODEL_NAME)] == [1, 2, 3]
     sh(scenario.root, "git", "checkout", "--", "metrics/register.json")
@@ -193,7 +193,7 @@ def test_register_refuses_a_model_that_dvc_lock_does_not_record(scenario, client
     model.write_bytes(original + b" ")
     try:
         with pytest.raises(StageError, match=r"models/toy: differs from what .*dvc.lock records for stage 'train'"):
-            register_models(scenario.params, scenario.root)
+            register_models(scenario.params.register, scenario.params.mlflow, scenario.root)
     finally:
         model.write_bytes(original)
     assert [v.version for v in store.versions(client, MODEL_NAME)] == [1, 2, 3]
@@ -203,7 +203,7 @@ def test_register_refuses_a_model_that_dvc_lock_does_not_record(scenario, client
 
 def test_rollback_to_version_1_restores_its_exact_files_and_moves_champion(scenario, client) -> None:
     assert champion(client) == 3 and output_hashes(scenario.root) == scenario.hashes[3]
-    report = rb.rollback(scenario.params, scenario.root, "1")
+    report = rb.rollback(scenario.params.register, scenario.params.mlflow, scenario.root, "1")
     assert report["commit"] == scenario.commits[1]
     assert output_hashes(scenario.root) == scenario.hashes[1]  # sha256 of data and model files
     for f in ("dvc.lock", "toy.yaml", "metrics/toy.json"):
@@ -226,11 +226,11 @@ def test_rolling_forward_again_restores_the_latest(scenario, client, monkeypatch
 
 
 def test_rollback_to_a_git_revision_restores_its_files_and_the_alias_it_recorded(scenario, client) -> None:
-    report = rb.rollback(scenario.params, scenario.root, "HEAD~1")  # run 2's commit
+    report = rb.rollback(scenario.params.register, scenario.params.mlflow, scenario.root, "HEAD~1")  # run 2's commit
     assert report["commit"] == scenario.commits[2]
     # run 2 made v2, but v2 was worse and the champion stayed v1: that is what the commit recorded
     assert output_hashes(scenario.root) == scenario.hashes[2] and champion(client) == scenario.champion_after[2] == 1
-    rb.rollback(scenario.params, scenario.root, "main")
+    rb.rollback(scenario.params.register, scenario.params.mlflow, scenario.root, "main")
     assert output_hashes(scenario.root) == scenario.hashes[3] and champion(client) == 3
     assert git_status(scenario.root) == ""
 
@@ -243,11 +243,11 @@ def test_rollback_round_trip_leaves_every_alias_where_it_started(scenario, clien
 
     before = aliases()
     assert champion(client) == 3
-    rb.rollback(scenario.params, scenario.root, "1")
+    rb.rollback(scenario.params.register, scenario.params.mlflow, scenario.root, "1")
     assert champion(client) == 1
-    rb.rollback(scenario.params, scenario.root, scenario.commits[2])
+    rb.rollback(scenario.params.register, scenario.params.mlflow, scenario.root, scenario.commits[2])
     assert champion(client) == 1 and output_hashes(scenario.root) == scenario.hashes[2]
-    rb.rollback(scenario.params, scenario.root, "main")
+    rb.rollback(scenario.params.register, scenario.params.mlflow, scenario.root, "main")
     assert aliases() == before and champion(client) == 3
     assert git_status(scenario.root) == ""
 
@@ -259,7 +259,7 @@ def test_rollback_refuses_uncommitted_changes_and_changes_nothing(scenario, clie
     toy.write_bytes(original + b"# edited\n")
     try:
         with pytest.raises(StageError, match=r"refusing to roll back to toy-ynat v1: uncommitted changes in toy.yaml"):
-            rb.rollback(scenario.params, root, "1")
+            rb.rollback(scenario.params.register, scenario.params.mlflow, root, "1")
         assert toy.read_bytes() == original + b"# edited\n"
         assert output_hashes(root) == scenario.hashes[3] and champion(client) == 3
     finally:
@@ -283,10 +283,10 @@ def test_rollback_in_a_fresh_clone_works_from_the_remote_alone(scenario, client)
     sh(scenario.base, "git", "clone", "-q", str(scenario.root), str(clone))
     assert not (clone / ".dvc" / "cache").exists() and not (clone / "models" / "toy").exists()
     params = load_params(clone / "params.yaml")
-    report = rb.rollback(params, clone, "1")
+    report = rb.rollback(params.register, params.mlflow, clone, "1")
     assert output_hashes(clone) == scenario.hashes[1]
     assert champion(client) == 1 and report["champion"][MODEL_NAME] == {"from": 3, "to": 1}
-    rb.rollback(params, clone, "3")  # and forward again, from the same remote
+    rb.rollback(params.register, params.mlflow, clone, "3")  # and forward again, from the same remote
     assert output_hashes(clone) == scenario.hashes[3] and champion(client) == 3
     assert git_status(clone) == ""
 
@@ -328,11 +328,11 @@ def test_list_shows_versions_metrics_commits_data_hashes_and_champion(scenario, 
 
 def test_unknown_targets_are_clear_errors(scenario, client, monkeypatch) -> None:
     with pytest.raises(StageError, match=r"toy-ynat has no version 42 \(versions: 1, 2, 3\)"):
-        rb.rollback(scenario.params, scenario.root, "42")
+        rb.rollback(scenario.params.register, scenario.params.mlflow, scenario.root, "42")
     with pytest.raises(StageError, match="neither a model version .* nor a git revision"):
-        rb.rollback(scenario.params, scenario.root, "no-such-branch")
+        rb.rollback(scenario.params.register, scenario.params.mlflow, scenario.root, "no-such-branch")
     with pytest.raises(StageError, match="'elmo-bilm' is not a registered model of this project"):
-        rb.rollback(scenario.params, scenario.root, "elmo-bilm:1")
+        rb.rollback(scenario.params.register, scenario.params.mlflow, scenario.root, "elmo-bilm:1")
     result = elmo(monkeypatch, scenario.root, "rollback")
     assert result.exit_code == 2 and "exactly one of --list or --to" in result.stderr
     assert champion(client) == 3 and git_status(scenario.root) == ""
@@ -344,13 +344,14 @@ def test_a_version_whose_run_was_never_committed_cannot_be_restored(scenario, cl
 
     write_toy_params(root, rows=6, quality=0.9)
     sh(root, "dvc", "repro", "-q", "train")
-    register_models(scenario.params, root)  # v4 (better: champion), but the run is not committed
+    # v4 (better: champion), but the run is not committed
+    register_models(scenario.params.register, scenario.params.mlflow, root)
     try:
         assert champion(client) == 4
         with pytest.raises(StageError, match="no commit's dvc.lock records toy-ynat v4 .*never committed"):
-            rb.rollback(scenario.params, root, "4")
+            rb.rollback(scenario.params.register, scenario.params.mlflow, root, "4")
     finally:
         sh(root, "git", "checkout", "-q", "--", ".")
         sh(root, "dvc", "checkout", "-q", "--force")
-        rb.rollback(scenario.params, root, "3")
+        rb.rollback(scenario.params.register, scenario.params.mlflow, root, "3")
     assert output_hashes(root) == scenario.hashes[3] and champion(client) == 3

@@ -27,7 +27,6 @@ from typing import Any
 from elmo import dvcrepo
 from elmo.errors import StageError
 from elmo.log import get_logger
-from elmo.params import Params
 from elmo.params.flows import RecordParams
 from elmo.registry import gitrepo
 from elmo.registry.lockfile import LOCK_FILE, Lock, parse_lock, read_lock
@@ -150,10 +149,12 @@ def record_run(root: Path, opts: RecordParams, run: str, *, register_report: str
     return out
 
 
-def repro_and_record(root: Path, params: Params, run: str) -> dict[str, Any]:
-    """``elmo repro``: under the workspace lock, ``dvc repro`` then (only if it succeeded) the record."""
+def repro_and_record(root: Path, opts: RecordParams, run: str, *, lock_timeout_s: float,
+                     register_report: str) -> dict[str, Any]:
+    """``elmo repro``: under the workspace lock (``flows.lock_timeout_s``), ``dvc repro`` then (only if it
+    succeeded) the record (``flows.record``; ``register_report``: register.report)."""
     root = Path(root).resolve()
-    with workspace_lock(root, params.flows.lock_timeout_s, log=log):
-        check_recordable(root, params.flows.record)
+    with workspace_lock(root, lock_timeout_s, log=log):
+        check_recordable(root, opts)
         dvcrepo.repro(root)
-        return record_run(root, params.flows.record, run, register_report=params.register.report)
+        return record_run(root, opts, run, register_report=register_report)

@@ -31,8 +31,8 @@ from typing import Any
 from elmo import dvcrepo
 from elmo.errors import StageError
 from elmo.log import get_logger
-from elmo.params import Params
-from elmo.params.register import RegisteredModelParams
+from elmo.params.mlflow import MlflowParams
+from elmo.params.register import RegisteredModelParams, RegisterParams
 from elmo.registry import champion, gitrepo, store
 from elmo.registry.lockfile import Lock, LockedStage, read_lock
 from elmo.registry.served import check_served
@@ -115,10 +115,10 @@ def _check_stage_files(root: Path, spec: RegisteredModelParams, stage: LockedSta
     return model_path, stage.outs[model_path]
 
 
-def collect(params: Params, root: Path) -> tuple[Lock, list[Candidate]]:
-    """Validate every declared model against dvc.lock and the workspace before registering any."""
+def collect(specs: dict[str, RegisteredModelParams], root: Path) -> tuple[Lock, list[Candidate]]:
+    """Validate every declared model (``register.models``) against dvc.lock and the workspace before
+    registering any."""
     lock = read_lock(root)
-    specs = params.register.models
     for spec in specs.values():
         lock.stage(spec.dvc_stage)
     repo = dvcrepo.open_repo(root)
@@ -191,27 +191,27 @@ def entry(c: Candidate, v: store.Version, *, new: bool, promoted: bool, champion
             "promoted": promoted, "champion": champion, "previous_champion": previous, "reason": reason}
 
 
-def training_runs(params: Params, root: Path, client, pending: list[Candidate]) -> dict[str, str]:
+def training_runs(mlflow_params: MlflowParams, root: Path, client, pending: list[Candidate]) -> dict[str, str]:
     """{candidate key: id of the MLflow run that trained its model}; refuses a model without one."""
     from elmo import tracking
     from elmo.io import sha256_dir
 
-    experiment_id = tracking.configure(params.mlflow, root)
+    experiment_id = tracking.configure(mlflow_params, root)
     found = {}
     for c in pending:
         digest = sha256_dir(root / c.model_path)
         run = tracking.find_training_run(client, experiment_id, digest)
         if run is None:
             raise StageError(f"{root / c.model_path}: no finished MLflow run of experiment "
-                             f"{params.mlflow.experiment!r} trained this model (tag {tracking.MODEL_TAG}="
+                             f"{mlflow_params.experiment!r} trained this model (tag {tracking.MODEL_TAG}="
                              f"{digest[:12]}…), so its version would not lead back to its training; "
                              f"retrain it: dvc repro --force {c.stage.name}")
         found[c.key] = run.info.run_id
     return found
 
 
-def _register_new(params: Params, root: Path, client, lock: Lock, pending: list[Candidate],
-                  commit: str | None, dirty: list[str]) -> dict[str, Any]:
+def _register_new(p: RegisterParams, mlflow_params: MlflowParams, root: Path, client, lock: Lock,
+                  pending: list[Candidate], commit: str | None, dirty: list[str]) -> dict[str, Any]:
     """Log each pending model into the run that trained it and check it; then register every one
     and decide the alias."""
     import mlflow
@@ -219,8 +219,7 @@ def _register_new(params: Params, root: Path, client, lock: Lock, pending: list[
     from elmo import tracking
     from elmo.registry.pyfunc import log_dir_model, smoke_test
 
-    p = params.register
-    runs = training_runs(params, root, client, pending)  # every model has one, before anything is logged
+    runs = training_runs(mlflow_params, root, client, pending)  # every model has one, before anything is logged
     entries: dict[str, Any] = {}
     logged = {}
     for c in pending:
@@ -261,14 +260,13 @@ def _register_new(params: Params, root: Path, client, lock: Lock, pending: list[
     return entries
 
 
-def register_models(params: Params, root: Path) -> dict[str, Any]:
-    """The register stage: returns (and writes to ``register.report``) what happened per model."""
+def register_models(p: RegisterParams, mlflow_params: MlflowParams, root: Path) -> dict[str, Any]:
+    """The register stage: returns (and writes to ``p.report``) what happened per model."""
     from elmo import tracking
     from elmo.io import atomic_write_json
 
-    p = params.register
-    lock, candidates = collect(params, root)
-    client = tracking.registry_client(params.mlflow, root)
+    lock, candidates = collect(p.models, root)
+    client = tracking.registry_client(mlflow_params, root)
     commit = gitrepo.head(root) if gitrepo.is_repo(root) else None
     dirty = gitrepo.dirty_files(root, exclude=_state_paths(lock, p.report)) if commit else []
     report: dict[str, Any] = {"alias": p.alias, "git_commit": commit, "models": {}}
@@ -280,7 +278,7 @@ def register_models(params: Params, root: Path) -> dict[str, Any]:
         else:
             report["models"][c.key] = _keep_existing(client, p.alias, c, existing)
     if pending:
-        report["models"].update(_register_new(params, root, client, lock, pending, commit, dirty))
+        report["models"].update(_register_new(p, mlflow_params, root, client, lock, pending, commit, dirty))
     report["models"] = {k: report["models"][k] for k in p.models}  # declared order
     atomic_write_json(root / p.report, report)
     return report

@@ -34,8 +34,8 @@ from typing import Any
 
 from elmo import dvcrepo
 from elmo.errors import StageError
-from elmo.params import Params
-from elmo.params.register import RegisteredModelParams
+from elmo.params.mlflow import MlflowParams
+from elmo.params.register import RegisteredModelParams, RegisterParams
 from elmo.registry import gitrepo, store
 from elmo.registry.history import LockHistory, champions_at, version_at
 from elmo.registry.lockfile import Lock
@@ -45,14 +45,13 @@ from elmo.registry.safety import ensure_objects, refuse_unsafe
 from elmo.registry.targets import Target, resolve_target
 
 
-def rollback(params: Params, root: Path, to: str) -> dict[str, Any]:
+def rollback(p: RegisterParams, mlflow_params: MlflowParams, root: Path, to: str) -> dict[str, Any]:
     """Restore ``to``'s pipeline files, data and models and point the alias at its versions."""
     root = Path(root).resolve()
-    p = params.register
     head = _head(root)
-    client = _client(params, root)
+    client = _client(mlflow_params, root)
     history = LockHistory(root)
-    target = resolve_target(root, params, client, history, to)
+    target = resolve_target(root, p, mlflow_params.tracking_uri, client, history, to)
     target_lock = history.at(target.commit)
     if target_lock is None:
         raise StageError(f"{target.label}: that commit has no readable dvc.lock; nothing to restore")
@@ -61,13 +60,14 @@ def rollback(params: Params, root: Path, to: str) -> dict[str, Any]:
     with dvcrepo.session(root) as repo:
         refuse_unsafe(root, repo, head, files, root / p.rollback_state, target.label)
         ensure_objects(repo, target)
-        moves, warnings = alias_moves(params, client, target, target_lock, champions_at(root, target.commit, p.report))
+        moves, warnings = alias_moves(p, mlflow_params.tracking_uri, client, target, target_lock,
+                                       champions_at(root, target.commit, p.report))
         say(f"restoring the pipeline files of {gitrepo.short(target.commit)} and checking out the data and "
             f"models of {target.label} …")
         changed, written, changes = restore(root, repo, target.commit, files)
 
     reason = f"elmo rollback --to {to} ({target.label}, commit {gitrepo.short(target.commit)})"
-    champion = move_aliases(params, client, moves, reason)
+    champion = move_aliases(p.alias, client, moves, reason)
     for w in warnings:
         say(f"warning: {w}")
     save_state(root, p.rollback_state, {
@@ -87,25 +87,24 @@ def _head(root: Path) -> str:
     return head
 
 
-def _client(params: Params, root: Path):
+def _client(mlflow_params: MlflowParams, root: Path):
     from elmo import tracking
 
     try:
-        return tracking.registry_client(params.mlflow, root, create=False)
+        return tracking.registry_client(mlflow_params, root, create=False)
     except FileNotFoundError:
         return None
 
 
-def alias_moves(params: Params, client, target: Target, lock: Lock, recorded: dict[str, int]):
+def alias_moves(p: RegisterParams, tracking_uri: str, client, target: Target, lock: Lock, recorded: dict[str, int]):
     """(model, version) pairs the alias moves to, and a warning per model it cannot move.
 
     ``recorded``: {model name: version} of the alias as the target commit recorded it."""
-    p = params.register
     moves: list[tuple[RegisteredModelParams, store.Version]] = []
     warnings: list[str] = []
     for spec in p.models.values():
         if client is None:
-            warnings.append(f"{spec.name}: no MLflow registry at {params.mlflow.tracking_uri} "
+            warnings.append(f"{spec.name}: no MLflow registry at {tracking_uri} "
                             f"(mlflow.tracking_uri); `{p.alias}` not moved")
             continue
         v = store.get(client, spec.name, recorded[spec.name]) if spec.name in recorded else None
@@ -118,10 +117,9 @@ def alias_moves(params: Params, client, target: Target, lock: Lock, recorded: di
     return moves, warnings
 
 
-def move_aliases(params: Params, client, moves: list[tuple[RegisteredModelParams, store.Version]],
+def move_aliases(alias: str, client, moves: list[tuple[RegisteredModelParams, store.Version]],
                  reason: str) -> dict[str, Any]:
     """Point the alias at each planned version; {model: {"from": previous, "to": version}}."""
-    alias = params.register.alias
     champion: dict[str, Any] = {}
     for spec, v in moves:
         previous = store.move_alias(client, spec.name, alias, v.version, reason)

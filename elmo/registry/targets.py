@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from elmo.errors import StageError
-from elmo.params import Params
-from elmo.params.register import RegisteredModelParams
+from elmo.params.register import RegisteredModelParams, RegisterParams
 from elmo.registry import gitrepo, store
 from elmo.registry.history import LockHistory, commit_of
 
@@ -26,22 +25,23 @@ class Target:
     version: int | None = None
 
 
-def spec_by_name(params: Params, name: str) -> RegisteredModelParams | None:
+def spec_by_name(models: dict[str, RegisteredModelParams], name: str) -> RegisteredModelParams | None:
     """The declared model called ``name`` (its key in ``register.models`` or its registered name)."""
-    for key, spec in params.register.models.items():
+    for key, spec in models.items():
         if name in (key, spec.name):
             return spec
     return None
 
 
-def resolve_target(root: Path, params: Params, client, history: LockHistory, to: str) -> Target:
-    p = params.register
+def resolve_target(root: Path, p: RegisterParams, tracking_uri: str, client, history: LockHistory,
+                   to: str) -> Target:
+    """``to`` as a commit; ``tracking_uri`` (mlflow.tracking_uri) only names the registry in an error."""
     to = to.strip()
     name, sep, number = to.rpartition(":")
     if not (sep and number.isdigit()):
         name, number = (p.models[p.primary].name, to) if to.isdigit() else ("", "")
     if number:
-        spec = spec_by_name(params, name)
+        spec = spec_by_name(p.models, name)
         if spec is None:
             known = ", ".join(s.name for s in p.models.values())
             raise StageError(f"--to {to}: {name!r} is not a registered model of this project ({known})")
@@ -51,7 +51,7 @@ def resolve_target(root: Path, params: Params, client, history: LockHistory, to:
             if commit:
                 return Target(commit, f"git {to} ({gitrepo.short(commit)})")
             if client is None:
-                raise StageError(f"--to {to}: no MLflow registry at {params.mlflow.tracking_uri} to look the "
+                raise StageError(f"--to {to}: no MLflow registry at {tracking_uri} to look the "
                                  "version up in (mlflow.tracking_uri in params.yaml); a git revision works without one")
             have = ", ".join(str(x.version) for x in store.versions(client, spec.name)) if client else ""
             raise StageError(f"--to {to}: {spec.name} has no version {number} (versions: {have or 'none'})")

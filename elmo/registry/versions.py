@@ -12,19 +12,19 @@ from pathlib import Path
 from typing import Any
 
 from elmo.errors import StageError
-from elmo.params import Params
+from elmo.params.mlflow import MlflowParams
+from elmo.params.register import RegisterParams
 from elmo.registry import gitrepo, store
 from elmo.registry.history import LockHistory, champions_at, commit_of, version_at
 
 
-def list_versions(params: Params, root: Path) -> list[dict[str, Any]]:
+def list_versions(p: RegisterParams, mlflow_params: MlflowParams, root: Path) -> list[dict[str, Any]]:
     """Every version of every declared model: metrics, commits, data hashes, champion, workspace."""
     from elmo import tracking
     from elmo.registry.lockfile import read_lock
 
     root = Path(root).resolve()
-    p = params.register
-    client = tracking.registry_client(params.mlflow, root, create=False)
+    client = tracking.registry_client(mlflow_params, root, create=False)
     history = LockHistory(root) if gitrepo.is_repo(root) else None
     try:
         workspace = read_lock(root)
@@ -59,8 +59,7 @@ def list_versions(params: Params, root: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def format_versions(rows: list[dict[str, Any]], params: Params) -> str:
-    p = params.register
+def format_versions(rows: list[dict[str, Any]], p: RegisterParams) -> str:
     lines: list[str] = []
     for spec in p.models.values():
         mine = [r for r in rows if r["model"] == spec.name]

@@ -16,4 +16,4 @@ from elmo.params import Params
 def run(params: Params, root: Path) -> dict[str, Any]:
     from elmo.registry.register import register_models
 
-    return register_models(params, Path(root))
+    return register_models(params.register, params.mlflow, Path(root))
