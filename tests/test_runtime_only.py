@@ -35,7 +35,7 @@ def test_dvc_params_lists_leave_out_exactly_the_runtime_only_keys() -> None:
 
 
 def test_checkpoint_fingerprint_leaves_out_the_runtime_only_trainer_keys() -> None:
-    from elmo.stages.pretrain import trainer_fingerprint
+    from elmo.train.fingerprint import trainer_fingerprint
 
     t = TrainerParams()
     fp = trainer_fingerprint(t)

@@ -22,11 +22,14 @@ import polars as pl
 
 from elmo.data.loader import SentenceSubset
 from elmo.errors import StageError
+from elmo.log import get_logger
 from elmo.train.datamodule import FixedBatches, collate_indices, valid_batches
 from elmo.train.evaluate import evaluate
 from elmo.vocab.words import UNK_ID
 
 MONTH_PREFIX = "petitions_"  # clean's source_file names a month file (elmo.crawl.source.month_of)
+
+log = get_logger("pretrain")
 
 
 def petition_months(path: Path) -> pl.DataFrame:
@@ -96,3 +99,37 @@ def mlflow_metrics(drift: dict) -> dict[str, float]:
                 if row and isinstance(row.get(k), float) and math.isfinite(row[k]):
                     out[f"drift/{when}/{name}/{k}"] = row[k]
     return out
+
+
+def plan_drift(prev, no_prev: str, months, scratch_valid, batch_tokens: int, max_tokens: int | None, petitions: Path):
+    """(month -> valid batches of the months the previous biLM never saw, the drift report so far);
+    no batches when there is no previous biLM (``no_prev`` says why), it records no months, or there
+    is no month table (``petitions``). ``batch_tokens``, ``max_tokens``: the preset's ``batch_tokens``
+    and ``eval_max_tokens``."""
+    if prev is None or months is None or prev.months is None:
+        why = (no_prev if prev is None else "no month table (pretrain.petitions)" if months is None
+               else "the previous biLM does not record its months")
+        return {}, {"available": False, "reason": why}
+    months_of = sentence_months(scratch_valid, months, petitions)
+    text = drift_text(scratch_valid, months_of, prev.months, batch_tokens=batch_tokens, max_tokens=max_tokens)
+    report = {"available": True, "seen_months": prev.months, "new_months": sorted(text),
+              "text": "valid-split sentences of the new months"
+                      + (f", at most {max_tokens:,} tokens in all" if max_tokens else ""),
+              "before": None, "after": None}
+    if not text:
+        log.info("drift: the corpus has no month the previous biLM has not seen")
+    return text, report
+
+
+def seen_months(prev, months) -> list[str] | None:
+    """The months the new biLM has seen: the corpus's, plus those of the biLM it continued."""
+    if months is None:
+        return None
+    return sorted(set(months["month"].unique().to_list()) | set((prev.months or []) if prev else []))
+
+
+def drift_line(res: dict) -> str:
+    """One log line of a :func:`measure` result."""
+    o = res["overall"]
+    per = ", ".join(f"{m} {r['ppl']:.1f}" for m, r in res["months"].items())
+    return f"perplexity {o['ppl']:.2f} ({per}), OOV rate {o['oov_rate']:.2%} on {o['tokens']:,} tokens"

@@ -25,12 +25,16 @@ import numpy as np
 from elmo.data.arrays import read_types
 from elmo.errors import StageError
 from elmo.io import sha256_file
+from elmo.log import get_logger
 from elmo.model import BiLM, BiLMConfig, vocab_dir
 from elmo.model.files import CONFIG_FILE, WEIGHTS_FILE, read_config
-from elmo.params.pretrain import InitTrainParams, TrainParams
+from elmo.params.pretrain import InitTrainParams, ModelParams, TrainParams
+from elmo.train.inputs import Inputs, model_config
 from elmo.vocab import Vocabulary
 
 SCRATCH, PREVIOUS = "scratch", "previous"
+
+log = get_logger("pretrain")
 
 
 @dataclass
@@ -111,3 +115,26 @@ def continued_train(train: TrainParams, opts: InitTrainParams) -> TrainParams:
         "warmup_steps": round(train.warmup_steps * opts.steps_fraction),
         "lr": train.lr * opts.lr_scale,
     })
+
+
+def choose_init(asked: str, out_dir: Path, out_name: str, arrays_dir: Path, inputs: Inputs, model: ModelParams,
+                init_train: InitTrainParams):
+    """(the previous biLM or None, why (not), the ``init`` report). ``asked``: ``pretrain.init``;
+    ``out_dir``: where the previous biLM is (``out_name``: as params name it). The previous biLM is loaded
+    whenever there is one that fits (``init: scratch`` too: the drift report measures it); it is trained on
+    only with ``init: previous``."""
+    prev, why = load_previous(out_dir, inputs.vocab, arrays_dir, inputs.data["train"],
+                              lambda vocab: model_config(model, vocab), name=out_name)
+    used = PREVIOUS if asked == PREVIOUS and prev is not None else SCRATCH
+    init = {"asked": asked, "used": used}
+    if used == PREVIOUS:
+        init.update({"from": out_name, "from_weights_sha256": prev.weights_sha256,
+                     "from_steps": prev.meta.get("steps"), "from_months": prev.months,
+                     "chars_added": len(prev.chars_added), "train": init_train.model_dump()})
+        log.info(f"pretrain: init previous: {why}")
+    elif asked == PREVIOUS:
+        init["note"] = f"{why}: trained from scratch"
+        log.warning(f"pretrain: init previous asked, but {why}: training from scratch")
+    else:
+        log.info("pretrain: init scratch (random weights, the vocab stage's vocabulary)")
+    return prev, why, init
