@@ -254,7 +254,7 @@ def test_fetch_task_over_http_and_rejects_a_bad_file(tmp_path, repo_root) -> Non
 def test_fetch_task_from_the_mirror(mirror_url, tmp_path, repo_root) -> None:
     from elmo.cli import run_stage
     from elmo.params import load_params
-    from elmo.stages.finetune import load_task_data
+    from elmo.task.inputs import load_task_data
     from elmo.text.pipeline import TextPipeline
 
     pfile = workspace(tmp_path, repo_root, tmp_path / "no-bilm")

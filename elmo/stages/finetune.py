@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from elmo.errors import StageError
 from elmo.log import get_logger
 
 # Idle OpenMP threads sleep instead of spinning: on 2 cores shared with other work, spinning threads
@@ -30,71 +29,54 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 log = get_logger("finetune")
 
 
-def load_task_data(t, data_dir: Path, pipeline) -> dict[str, Any]:
-    """Train/dev records checked (see elmo/task/data.py), their texts normalised by the biLM's text
-    pipeline, and the label set."""
-    from elmo.task.data import check_labels, read_records
+def experiment(params, root: Path, inputs, bilm_dir: Path | None, tracker) -> tuple[Any, dict[str, Any]]:
+    """The steps of elmo/task/experiment.py on options made from ``params.finetune`` once: data ->
+    biLMs -> layer cache -> train (each variant) -> ensemble -> the table. (what the outputs need,
+    {main, main_dev, ensemble, comparison})"""
+    from elmo.budget import warn_clock
+    from elmo.task import experiment as ex
+    from elmo.task.adapt import AdaptOptions
+    from elmo.task.outputs import FinetuneRun
 
-    kw = dict(text_field=t.text_field, label_field=t.label_field, id_field=t.id_field, fmt=t.format,
-              invalid_records=t.invalid_records, empty_text=t.empty_text, delimiter=t.delimiter,
-              pipeline=pipeline)
-    train, train_rep = read_records(data_dir / t.train_file, **kw)
-    dev, dev_rep = read_records(data_dir / t.dev_file, **kw)
-    labels, dev, unseen = check_labels(train, dev, str(data_dir / t.dev_file), t.unseen_dev_labels)
-    if unseen:
-        dev_rep.skipped["unseen_label"] += unseen
-        dev_rep.records = len(dev)
-    if not dev:
-        raise StageError(f"{data_dir / t.dev_file}: no dev records left to evaluate on")
-    return {"train": train, "dev": dev, "labels": labels, "reports": {"train": train_rep, "dev": dev_rep}}
-
-
-def tokenize_records(tokenizer, records, max_tokens: int, report, policy: str, desc: str):
-    """Token lists of normalised records (cut at max_tokens, counted); a text with no tokens is skipped
-    (counted) or an error. ``tokenizer``: the text pipeline's."""
-    from tqdm.auto import tqdm
-
-    kept, tokens, truncated = [], [], 0
-    for r in tqdm(records, desc=f"tokenize {desc}", unit="text", mininterval=2.0):
-        toks = tokenizer.tokenize(r.text)
-        if not toks:
-            msg = f"{report.file}: line {r.line}: field text has no tokens after analysis: {r.text!r}"
-            if policy == "error":
-                raise StageError(msg + " (set finetune.task.empty_text: skip to count and skip it)")
-            report.skip("empty_text", msg)
-            continue
-        truncated += len(toks) > max_tokens
-        kept.append(r)
-        tokens.append(toks[:max_tokens])
-    report.records = len(kept)
-    return kept, tokens, truncated
+    f, seed = params.finetune, params.seed
+    data = ex.TaskSplits.build(inputs, ex.SplitOptions(f.heldout_fraction, f.heldout_salt, f.model.word_min_count,
+                                                       f.task.train_file), log.info)
+    a = f.adapt
+    adapt = AdaptOptions(max_steps=a.max_steps, max_minutes=a.max_minutes, batch_tokens=a.batch_tokens, lr=a.lr,
+                         cut_frac=a.cut_frac, ratio=a.ratio, grad_clip=a.grad_clip,
+                         heldout_sentences=a.heldout_sentences, extend_chars_min_count=a.extend_chars_min_count,
+                         seed=seed)
+    bilms = ex.BiLMs(bilm_dir, random_dir=root / f.cache_dir / "random_bilm", seed=seed, adapt_dir=root / a.out_dir,
+                     adapt=adapt, adapt_texts=data.train_tok + (data.tokens["dev"] if a.use_dev_texts else []),
+                     log=log.info)
+    cache = ex.LayerCache(inputs.pipeline, data.tokens, root / f.cache_dir, f.cache_dtype, f.embed_batch_tokens,
+                          log.info)
+    trainer = ex.TaskTrainer(data, bilms, cache, ex.TrainOptions(f.train, f.unfreeze, seed), tracker=tracker,
+                             log=log.info)
+    table = ex.ComparisonOptions(f.model, f.bilm.mode, f.ensemble.with_tfidf, f.ensemble.weights, f.compare,
+                                 f.out_dir)
+    result = ex.comparison(table, trainer, ex.TfidfBaseline(data, f.tfidf, seed, log.info))
+    warn_clock(log, "finetune", trainer.ended_by)
+    done = FinetuneRun(data, inputs.pipeline, cache.layer_dtype(result["main"]), cache.seconds, bilms.adapted,
+                       trainer.ended_by, tracker)
+    return done, result
 
 
-def workspace_relative(read_report: dict, root: Path) -> dict:
-    """A read report (elmo.task.data.ReadReport.as_dict) naming its file relative to the workspace, so
-    that the metrics are the same wherever the workspace is (a clone elsewhere, another machine)."""
-    prefix = f"{Path(root)}{os.sep}"
-    return {**read_report, "file": read_report["file"].removeprefix(prefix),
-            "skipped_examples": [e.removeprefix(prefix) for e in read_report["skipped_examples"]]}
+def output_options(f, root: Path):
+    """What finetune writes where (``f``: params.finetune)."""
+    from elmo.task.outputs import OutputOptions
 
-
-def pretraining_pipeline(bilm_dir: Path):
-    """The text pipeline the biLM's corpus was made with (stored in its vocabulary; an old vocabulary
-    without one: the default normaliser with its tokenizer settings, and a warning)."""
-    from elmo.model import vocab_dir
-    from elmo.text.pipeline import TextPipeline
-    from elmo.vocab import Vocabulary
-
-    vdir = vocab_dir(bilm_dir)
-    if vdir is None:
-        raise FileNotFoundError(f"{bilm_dir}: the biLM was saved without its vocabulary (vocab/)")
-    return TextPipeline.load(vdir, legacy_tokenizer=Vocabulary.load(vdir).tokenizer_config)
+    return OutputOptions(task=f.task.name, bilm_mode=f.bilm.mode, out_name=f.out_dir, max_tokens=f.max_tokens,
+                         out_dir=root / f.out_dir, metrics=root / f.metrics, comparison=root / f.comparison,
+                         comparison_table=root / f.comparison_table, plots_dir=root / f.plots_dir)
 
 
 def run(params, root: Path) -> dict:
     import torch
 
-    from elmo.budget import warn_clock
+    from elmo.task.experiment import TaskInputs
+    from elmo.task.inputs import load_task_data, pretraining_pipeline, tokenize_records, workspace_relative
+    from elmo.task.outputs import report, write_outputs
     from elmo.task.variants import VARIANTS
     from elmo.text.pipeline import TextPipeline
     from elmo.tracking import RunTracker, start_run, tag_trained_model
@@ -122,20 +104,16 @@ def run(params, root: Path) -> dict:
 
     with start_run(params.mlflow, root, stage="finetune", run_name=f"finetune-{f.task.name}",
                    params={"finetune": f.model_dump(), "seed": params.seed, "text_pipeline": pipeline.config()}) as run:
-        from elmo.task.experiment import Experiment, TaskInputs
-        from elmo.task.outputs import report, write_outputs
-
         inputs = TaskInputs(labels, train_recs, train_tok, dev_recs, dev_tok, pipeline)
-        job = Experiment(params, root, inputs, bilm_dir if needs_elmo else None, tracker=RunTracker(run),
-                         log=log.info)
-        result = job.run_all()
-        warn_clock(log, "finetune", job.ended_by)
+        tracker = RunTracker(run)
+        done, result = experiment(params, root, inputs, bilm_dir if needs_elmo else None, tracker)
         result["data"] = {
             "train": {**workspace_relative(reps["train"].as_dict(), root), "truncated": trunc_tr},
             "dev": {**workspace_relative(reps["dev"].as_dict(), root), "truncated": trunc_dev},
             "labels": labels,
         }
         result["seconds_total"] = time.perf_counter() - t0
-        write_outputs(job, result)
-        tag_trained_model(root / f.out_dir)  # register logs the model into this run (its source run)
-    return report(job, result)
+        opts = output_options(f, root)
+        write_outputs(done, result, opts)
+        tag_trained_model(opts.out_dir)  # register logs the model into this run (its source run)
+    return report(done, result, opts)

@@ -7,7 +7,9 @@
 * :mod:`elmo.task.metrics` — macro-F1 / accuracy / per-class, equal to scikit-learn's,
 * :mod:`elmo.task.baseline` — TF-IDF + logistic regression,
 * :mod:`elmo.task.variants` — the ablations trained in the same run,
-* :mod:`elmo.task.experiment` — one finetune run and its outputs,
+* :mod:`elmo.task.inputs` — the task's records and tokens, read through the biLM's text pipeline,
+* :mod:`elmo.task.experiment` — one finetune run's steps (data, biLMs, cache, train, ensemble, table),
+* :mod:`elmo.task.outputs` — what the run writes,
 * :mod:`elmo.task.classifier` — :class:`Classifier`: ``Classifier.load(dir).predict(texts)``,
 * (plots: :mod:`elmo.plots`, shared with pretrain — CSVs for ``dvc plots`` and the same as PNG.)
 
