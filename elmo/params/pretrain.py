@@ -15,6 +15,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from elmo.dicts import deep_merge
 from elmo.params.base import Section, runtime_only, runtime_only_keys
 from elmo.params.paths import WorkspacePath
 from elmo.params.presets import BUILTIN
@@ -100,13 +101,6 @@ def builtin_presets() -> dict[str, PresetParams]:
     return {name: PresetParams.model_validate(p) for name, p in BUILTIN.items()}
 
 
-def _deep_merge(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
 class InitTrainParams(Section):
     """How an ``init: previous`` run trains: the selected preset's train settings with a smaller budget
     and peak lr (the schedule, warmup included, is the preset's, scaled to the shorter run)."""
@@ -144,7 +138,7 @@ class PretrainParams(Section):
             for name, given in data["presets"].items():
                 base = builtin.get(name)
                 merge = base is not None and isinstance(given, dict)
-                merged[name] = _deep_merge(base.model_dump(), given) if merge else given
+                merged[name] = deep_merge(base.model_dump(), given) if merge else given
             data = {**data, "presets": merged}
         return data
 
