@@ -22,7 +22,10 @@ from elmo.params.presets import BUILTIN
 
 
 class ModelParams(Section):
-    """The biLM's shape (elmo.model.BiLMConfig without the vocabulary sizes, which come from the data)."""
+    """The biLM's shape (elmo.model.BiLMConfig without the vocabulary sizes, which come from the data),
+    and its one validator: BiLMConfig checks its shape fields with this model (so a config.json and a
+    preset obey the same rules) and adds only the checks that need the vocabulary. A rule across keys
+    raises a message that starts with the key it names."""
 
     char_embed_dim: int = Field(16, ge=1)
     filters: list[tuple[int, int]] = Field(  # (width, count) pairs of the char CNN
@@ -40,12 +43,14 @@ class ModelParams(Section):
 
     @model_validator(mode="after")
     def _shape(self):
-        if self.projection_dim >= self.lstm_dim:
-            raise ValueError(f"projection_dim ({self.projection_dim}) must be smaller than lstm_dim ({self.lstm_dim})")
-        if any(w < 1 or n < 1 for w, n in self.filters):
-            raise ValueError("filters: every (width, count) must be positive")
+        for w, n in self.filters:
+            if w < 1 or n < 1:
+                raise ValueError(f"filters: width and count must be positive, got ({w}, {n})")
+        if self.projection_dim >= self.lstm_dim:  # nn.LSTM requires proj_size < hidden_size
+            raise ValueError(f"projection_dim: must be smaller than lstm_dim={self.lstm_dim}, "
+                             f"got {self.projection_dim}")
         if self.adaptive_cutoffs != sorted(set(self.adaptive_cutoffs)) or any(c < 1 for c in self.adaptive_cutoffs):
-            raise ValueError("adaptive_cutoffs must be increasing positive word ids")
+            raise ValueError(f"adaptive_cutoffs: must be increasing positive word ids, got {self.adaptive_cutoffs}")
         return self
 
 
