@@ -16,6 +16,7 @@ import lightning as L
 import torch
 
 from elmo.model import BiLM, BiLMConfig
+from elmo.model.perplexity import perplexities
 from elmo.params.pretrain import TrainParams
 
 
@@ -131,11 +132,3 @@ class BiLMTask(L.LightningModule):
         self.val_metrics = m
         for k, v in m.items():
             self.log(f"valid/{k}", v, prog_bar=k == "ppl", sync_dist=False)
-
-
-def perplexities(nll_fwd: float, n_fwd: float, nll_bwd: float, n_bwd: float) -> dict[str, float]:
-    """Per-direction and average perplexity from summed NLLs and target counts."""
-    lf, lb = nll_fwd / max(n_fwd, 1), nll_bwd / max(n_bwd, 1)
-    loss = 0.5 * (lf + lb)
-    return {"loss": loss, "ppl_fwd": math.exp(lf), "ppl_bwd": math.exp(lb), "ppl": math.exp(loss),
-            "tokens": n_fwd}
