@@ -186,7 +186,7 @@ class AdaptParams(Section):
 
 
 class UnfreezeParams(Section):
-    """Finetuning the biLM inside the classifier (modes unfrozen, adapted_unfrozen; elmo/task/schedule.py)."""
+    """Finetuning the biLM inside the classifier (modes unfrozen, adapted_unfrozen; elmo/train/schedule.py)."""
 
     lr: float = Field(2e-3, gt=0)  # the task head's peak lr (slanted triangular schedule)
     bilm_lr_scale: float = Field(1.0, gt=0)  # the top biLM group's lr relative to the head's

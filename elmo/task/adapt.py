@@ -33,7 +33,7 @@ from elmo.contracts import TEXT_PIPELINE_FILE
 from elmo.embed.cache import model_fingerprint, tokens_fingerprint
 from elmo.errors import StageError
 from elmo.model.perplexity import exact_losses, perplexity as lm_perplexity
-from elmo.task.schedule import slanted_triangular
+from elmo.train.schedule import slanted_triangular
 
 FORMAT = "elmo-ko/adapted-bilm-v2"  # v2: meta.adapt has ended_by, no timings
 

@@ -185,7 +185,7 @@ class Experiment:
                        max_seconds=tp.max_minutes * 60 if tp.max_minutes else None)
         if mode in UNFROZEN_MODES:
             from elmo.model import vocab_dir
-            from elmo.task.schedule import UnfreezePlan, bilm_layer_groups
+            from elmo.train.schedule import UnfreezePlan, bilm_layer_groups
             from elmo.vocab import Vocabulary
 
             u = self.f.unfreeze
