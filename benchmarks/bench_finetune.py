@@ -123,7 +123,7 @@ def main() -> None:
             print(f"| finetune.model | {name} | {s:.1f} | {s * scale:.0f} | {s / rows[0]:.2f}x |")
         from elmo.model import BiLM, vocab_dir
         from elmo.task.model import BiLMTaskModel
-        from elmo.task.schedule import bilm_layer_groups, set_trainable
+        from elmo.train.schedule import bilm_layer_groups, set_trainable
         from elmo.vocab import Vocabulary
 
         for name, train_bilm in (("unfrozen, head only (epoch 1)", False), ("unfrozen, all groups", True)):

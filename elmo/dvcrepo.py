@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from elmo.dicts import flatten
 from elmo.errors import StageError
 
 
@@ -359,18 +360,9 @@ def metrics_diff(root: str | Path) -> tuple[dict[str, dict[str, dict[str, Any]]]
             diff = {}
             shown = repo.metrics.show().get("", {}).get("data", {})
             for path, entry in shown.items():
-                for k, v in _flatten(entry.get("data") or {}).items():
+                for k, v in flatten(entry.get("data") or {}).items():
                     diff.setdefault(path, {})[k] = {"new": v}
     finally:
         repo.close()
     return diff, note
 
-
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out

@@ -71,6 +71,43 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=True) + "\n")
 
 
+MODEL_CONFIG_FILE = "config.json"  # every model directory: its config document
+MODEL_WEIGHTS_FILE = "weights.safetensors"  # ... and its weights (no pickle anywhere)
+
+
+def umask_modes(root: str | Path) -> None:
+    """Give every file below ``root`` mode 0666 and every directory (``root`` too) 0777, less the umask:
+    what a new file gets, whatever wrote or copied it (safetensors writes 0600, copytree keeps the source's)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    root = Path(root)
+    os.chmod(root, 0o777 & ~mask)
+    for path in root.rglob("*"):
+        if not path.is_symlink():
+            os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
+
+
+@contextlib.contextmanager
+def model_directory(directory: str | Path, *, config: dict[str, Any], weights: dict[str, Any],
+                    model_format: str) -> Iterator[Path]:
+    """The one way a model directory is written (the biLM's, elmo/model/files.py; the classifier's,
+    elmo/task/classifier.py): atomically (:func:`atomic_path`: a crash leaves the old directory or
+    none). ``config.json`` (``config``: pretty, key-sorted UTF-8 JSON) and ``weights.safetensors``
+    (``weights``: name -> CPU tensor, canonical bytes: :func:`canonical_safetensors`) are written
+    first; the body writes the rest into the yielded temporary directory; then every file and folder
+    gets one mode (:func:`umask_modes`) and the directory is renamed into place."""
+    from safetensors.torch import save_file
+
+    with atomic_path(directory) as tmp:
+        tmp.mkdir()
+        (tmp / MODEL_CONFIG_FILE).write_text(json.dumps(config, ensure_ascii=False, indent=2, sort_keys=True) + "\n",
+                                             encoding="utf-8")
+        save_file(weights, str(tmp / MODEL_WEIGHTS_FILE), metadata={"format": "pt", "model": model_format})
+        canonical_safetensors(tmp / MODEL_WEIGHTS_FILE)  # the same bytes for the same weights
+        yield tmp
+        umask_modes(tmp)
+
+
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     import hashlib
 

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from elmo.dicts import flatten
 from elmo.params.mlflow import MlflowParams
 
 
@@ -49,17 +50,6 @@ def git_commit(root: Path) -> str | None:
         return gitrepo.head(root)
     except StageError:
         return None
-
-
-def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
 
 
 @contextlib.contextmanager

@@ -91,3 +91,23 @@ def test_set_params_keeps_comments_and_layout(tmp_path: Path, repo_root: Path) -
         "months: [2019-04, 2019-05]",
     ]
     assert "# null = every month named in `files`" in changed[1][1]  # its comment survived
+
+
+@pytest.mark.parametrize("model, match", [
+    ({"projection_dim": 64, "lstm_dim": 32},
+     r"presets.small.model: projection_dim: must be smaller than lstm_dim=32, got 64"),
+    ({"filters": [[0, 3]]}, r"presets.small.model: filters: width and count must be positive, got \(0, 3\)"),
+    ({"adaptive_cutoffs": [5, 3]}, r"presets.small.model: adaptive_cutoffs: must be increasing positive word ids"),
+    ({"dropout": 1.0}, r"presets.small.model.dropout: Input should be less than 1"),
+])
+def test_a_bad_bilm_shape_names_its_key(model, match) -> None:
+    """One validator of the biLM's shape (ModelParams): params.yaml's error names the key, and a biLM
+    config.json with the same shape fails with the same words (elmo.model.BiLMConfig uses it)."""
+    from elmo.model import BiLMConfig
+
+    with pytest.raises(ParamsError, match=match):
+        parse_params({"pretrain": {"presets": {"small": {"model": model}}}})
+    good = parse_params({}).pretrain.presets["small"].model.model_dump()
+    why = match.split("model", 1)[1].lstrip(".: ")
+    with pytest.raises(ValueError, match=r"BiLMConfig\." + why):
+        BiLMConfig(vocab_size=100, n_chars=50, max_chars=8, **{**good, **model})

@@ -59,12 +59,12 @@ TRACK_TRAINING = '''
 import json as _json
 from pathlib import Path as _Path
 from elmo.params import load_params
-from elmo.registry.register import flatten_numbers
+from elmo.dicts import flatten
 from elmo.tracking import log_results, start_run, tag_trained_model
 _metrics = _json.loads(_Path("metrics/toy.json").read_text())
 with start_run(load_params("params.yaml").mlflow, _Path("."), stage="train"):
     _tags = {"ended_by": _metrics["ended_by"]} if "ended_by" in _metrics else {}
-    log_results(flatten_numbers(_metrics), step=0, tags=_tags, files=[])
+    log_results(flatten(_metrics, numbers_only=True), step=0, tags=_tags, files=[])
     tag_trained_model(_Path("models/toy"))
 '''
 

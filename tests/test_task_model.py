@@ -145,3 +145,35 @@ def test_classifier_save_load_predict(elmo, dataset, bilm_dir, tokenizer, tmp_pa
     with pytest.raises(TypeError):
         clf.predict("한 문장")
     assert clf.predict([]) == []
+
+
+def test_model_directories_have_one_mode(elmo, dataset, bilm_dir, tokenizer, tmp_path) -> None:
+    """The biLM's and the classifier's directories come from one writer (elmo.io.model_directory): every
+    file 0666 and every folder 0777 less the umask, even a biLM copied in from files of other modes
+    (safetensors writes 0600, DVC's cache 0444)."""
+    import os
+    import shutil
+
+    from elmo.model import BiLM
+    from elmo.task.classifier import save_classifier
+
+    mask = os.umask(0)
+    os.umask(mask)
+    source = Path(shutil.copytree(bilm_dir, tmp_path / "source"))
+    for i, f in enumerate(sorted(p for p in source.rglob("*") if p.is_file())):
+        f.chmod((0o600, 0o444, 0o640)[i % 3])
+    labels, words, data, tokens = dataset
+    model = TaskModel(config(elmo, words))
+    clf = save_classifier(tmp_path / "clf", model=model, labels=labels, words=words,
+                          pipeline=TextPipeline(tokenizer=tokenizer.config()), max_tokens=64, bilm_dir=source,
+                          layer_dtype="float32")
+    bilm = BiLM.load(source).save(tmp_path / "bilm", vocab_dir=source / "vocab")
+
+    def modes(root: Path) -> dict[str, str]:
+        return {p.relative_to(root).as_posix(): oct(p.stat().st_mode & 0o777) for p in [root, *root.rglob("*")]}
+
+    got = {**{f"clf/{k}": v for k, v in modes(clf).items()}, **{f"bilm/{k}": v for k, v in modes(bilm).items()}}
+    assert {"clf/weights.safetensors", "clf/words.txt", "clf/bilm/weights.safetensors", "clf/bilm/vocab/words.txt",
+            "bilm/weights.safetensors", "bilm/config.json", "bilm/vocab/chars.txt"} <= set(got)
+    want = {k: oct((0o777 if (tmp_path / k).is_dir() else 0o666) & ~mask) for k in got}
+    assert got == want

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from elmo.task.model import BiLMTaskModel, TaskConfig, TaskModel
-from elmo.task.schedule import UnfreezePlan, bilm_layer_groups, slanted_triangular
 from elmo.task.train import TaskData, fit, make_optimizer, predict_proba
 from elmo.task.words import TaskWords
 from elmo.text.pipeline import TextPipeline
+from elmo.train.schedule import UnfreezePlan, bilm_layer_groups, slanted_triangular
 from tiny_elmo import HEADLINES, make_bilm_dir
 
 

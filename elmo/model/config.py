@@ -4,6 +4,11 @@ Names follow Peters et al. 2018 and bilm-tf: ``filters`` are (width, count) pair
 CNN, ``projection_dim`` P is both the token vector size and the LSTM projection size, ``lstm_dim``
 H the LSTM cell size. ``from_dict(to_dict(c)) == c``; an unknown or missing key is an error that
 names the key, so a config.json written by another version fails loudly instead of half-loading.
+
+The shape (every field but the vocabulary sizes) is validated by one validator, the params model
+``pretrain.presets.<name>.model`` (:class:`elmo.params.pretrain.ModelParams`): a preset in
+params.yaml and a config.json obey the same rules; :meth:`BiLMConfig.validate` adds the checks that
+need the vocabulary (its sizes, filters no wider than a token, adaptive clusters that fit).
 """
 
 from __future__ import annotations
@@ -11,6 +16,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
+
+from pydantic import ValidationError
+
+from elmo.params.pretrain import ModelParams
 
 SOFTMAX_KINDS = ("full", "sampled", "adaptive")
 ACTIVATIONS = ("relu", "tanh")
@@ -51,45 +60,30 @@ class BiLMConfig:
         def bad(key: str, why: str) -> ValueError:
             return ValueError(f"BiLMConfig.{key}: {why}")
 
+        try:
+            ModelParams.model_validate(self.shape())
+        except ValidationError as err:
+            e = err.errors()[0]
+            key, msg = ".".join(str(p) for p in e["loc"]), e["msg"].removeprefix("Value error, ")
+            raise (bad(key, msg) if key else ValueError(f"BiLMConfig.{msg}")) from None  # msg "key: why"
         if self.vocab_size < 5:
             raise bad("vocab_size", f"must be at least 5 (4 specials + 1 word), got {self.vocab_size}")
         if self.n_chars < 2:
             raise bad("n_chars", f"must be at least 2, got {self.n_chars}")
         if not 0 <= self.char_pad_id < self.n_chars:
             raise bad("char_pad_id", f"must be in [0, n_chars={self.n_chars}), got {self.char_pad_id}")
-        if not self.filters:
-            raise bad("filters", "at least one (width, count) pair is needed")
-        for w, n in self.filters:
-            if w < 1 or n < 1:
-                raise bad("filters", f"width and count must be positive, got ({w}, {n})")
+        for w, _ in self.filters:
             if w > self.max_chars:
                 raise bad("filters", f"width {w} is wider than max_chars={self.max_chars}")
-        if self.activation not in ACTIVATIONS:
-            raise bad("activation", f"one of {ACTIVATIONS}, got {self.activation!r}")
-        for key in ("char_embed_dim", "projection_dim", "lstm_dim", "n_layers"):
-            if getattr(self, key) < 1:
-                raise bad(key, f"must be positive, got {getattr(self, key)}")
-        if self.highway_layers < 0:
-            raise bad("highway_layers", f"must be >= 0, got {self.highway_layers}")
-        if self.projection_dim >= self.lstm_dim:
-            # nn.LSTM requires proj_size < hidden_size
-            raise bad("projection_dim", f"must be smaller than lstm_dim={self.lstm_dim}, got {self.projection_dim}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise bad("dropout", f"must be in [0, 1), got {self.dropout}")
-        if self.softmax not in SOFTMAX_KINDS:
-            raise bad("softmax", f"one of {SOFTMAX_KINDS}, got {self.softmax!r}")
-        if self.n_samples < 1:
-            raise bad("n_samples", f"must be positive, got {self.n_samples}")
-        cutoffs = list(self.adaptive_cutoffs)
-        if cutoffs != sorted(set(cutoffs)) or any(c <= 0 for c in cutoffs):
-            raise bad("adaptive_cutoffs", f"must be increasing positive ids, got {list(self.adaptive_cutoffs)}")
-        if self.adaptive_div_value <= 0:
-            raise bad("adaptive_div_value", f"must be positive, got {self.adaptive_div_value}")
         n_tails = len(self.effective_cutoffs)
         if self.softmax == "adaptive" and int(self.projection_dim // self.adaptive_div_value ** n_tails) < 1:
             # nn.AdaptiveLogSoftmaxWithLoss gives tail i the size P // div**(i+1); 0 would be degenerate
             raise bad("adaptive_div_value", f"{self.adaptive_div_value} ** {n_tails} clusters leaves the last "
                                             f"cluster no dimensions at projection_dim={self.projection_dim}")
+
+    def shape(self) -> dict[str, Any]:
+        """The fields the params model holds (everything but the vocabulary sizes and the version)."""
+        return {k: getattr(self, k) for k in ModelParams.model_fields}
 
     @property
     def n_filters(self) -> int:

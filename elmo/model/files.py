@@ -5,7 +5,8 @@
     weights.safetensors  the state dict (float32)
     vocab/               the vocabulary files the model was trained with (elmo/vocab's layout)
 
-Written through :func:`elmo.io.atomic_path`: a crash leaves the old directory or none.
+Written through :func:`elmo.io.model_directory` (as the classifier's): a crash leaves the old directory
+or none, and every file has the same mode.
 """
 
 from __future__ import annotations
@@ -16,20 +17,18 @@ from pathlib import Path
 
 import torch
 
-from elmo.io import atomic_path, canonical_safetensors
+from elmo.io import MODEL_CONFIG_FILE, MODEL_WEIGHTS_FILE, model_directory
 from elmo.model.config import BiLMConfig
 
 FORMAT = "elmo-ko/bilm"
 FORMAT_VERSION = 1
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "weights.safetensors"
+CONFIG_FILE = MODEL_CONFIG_FILE
+WEIGHTS_FILE = MODEL_WEIGHTS_FILE
 VOCAB_SUBDIR = "vocab"
 
 
 def save_bilm(model: torch.nn.Module, directory: str | Path, *, vocab_dir: str | Path | None = None,
               meta: dict | None = None) -> Path:
-    from safetensors.torch import save_file
-
     directory = Path(directory)
     if vocab_dir is not None and not Path(vocab_dir).is_dir():
         raise FileNotFoundError(f"{vocab_dir}: vocabulary directory not found (needed to save the biLM with it)")
@@ -41,12 +40,7 @@ def save_bilm(model: torch.nn.Module, directory: str | Path, *, vocab_dir: str |
         "vocab": VOCAB_SUBDIR if vocab_dir is not None else None,
         "meta": meta or {},
     }
-    with atomic_path(directory) as tmp:
-        tmp.mkdir()
-        (tmp / CONFIG_FILE).write_text(json.dumps(doc, ensure_ascii=False, indent=2, sort_keys=True) + "\n",
-                                       encoding="utf-8")
-        save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "model": FORMAT})
-        canonical_safetensors(tmp / WEIGHTS_FILE)  # the same bytes for the same weights; readable
+    with model_directory(directory, config=doc, weights=state, model_format=FORMAT) as tmp:
         if vocab_dir is not None:
             shutil.copytree(vocab_dir, tmp / VOCAB_SUBDIR)
     return directory

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from elmo.dicts import deep_merge
 from elmo.params.base import Section
 from elmo.params.paths import WorkspacePath, check_file_name
 from elmo.params.retry import RetryParams
@@ -185,7 +186,7 @@ class AdaptParams(Section):
 
 
 class UnfreezeParams(Section):
-    """Finetuning the biLM inside the classifier (modes unfrozen, adapted_unfrozen; elmo/task/schedule.py)."""
+    """Finetuning the biLM inside the classifier (modes unfrozen, adapted_unfrozen; elmo/train/schedule.py)."""
 
     lr: float = Field(2e-3, gt=0)  # the task head's peak lr (slanted triangular schedule)
     bilm_lr_scale: float = Field(1.0, gt=0)  # the top biLM group's lr relative to the head's
@@ -240,12 +241,6 @@ def _ynat_keys() -> dict[str, Any]:
 NOT_PER_TASK = ("task", "tasks", "out_dir", "metrics", "comparison", "comparison_table", "plots_dir")
 
 
-def _merge(base: Any, over: Any) -> Any:
-    if isinstance(base, dict) and isinstance(over, dict):
-        return {**base, **{k: _merge(base.get(k), v) for k, v in over.items()}}
-    return over
-
-
 def select_task(data: dict[str, Any], name: str | None) -> dict[str, Any]:
     """The raw finetune section with one task selected (the first by default): ``task`` = its data keys
     and name, its overrides merged over the shared settings; ``tasks`` kept. A former single
@@ -277,7 +272,7 @@ def select_task(data: dict[str, Any], name: str | None) -> dict[str, Any]:
         if key in NOT_PER_TASK or key not in FinetuneParams.model_fields:
             why = "follows the task's name" if key in NOT_PER_TASK else "not a task data key nor a finetune setting"
             raise ValueError(f"tasks.{name}.{key}: unknown key here ({why})")
-    return {**_merge(data, overrides), "task": {**own, "name": name}}
+    return {**deep_merge(data, overrides), "task": {**own, "name": name}}
 
 
 class FinetuneParams(Section):

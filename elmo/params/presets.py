@@ -11,13 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-
-def _merged(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
+from elmo.dicts import deep_merge
 
 TINY: dict[str, Any] = {  # tests, seconds
     "model": dict(char_embed_dim=8, filters=[(1, 16), (2, 16), (3, 32)], highway_layers=1, projection_dim=16,
@@ -36,7 +30,7 @@ SMALL: dict[str, Any] = {  # the CPU default: 2000 steps, 17-32 min on 2 cores (
 }
 
 # 2 CPU cores for about an hour: small's token/ELMo width (P 128: finetune costs the same), H 512
-MEDIUM: dict[str, Any] = _merged(SMALL, {
+MEDIUM: dict[str, Any] = deep_merge(SMALL, {
     "model": dict(lstm_dim=512),
     "train": dict(max_steps=3600, warmup_steps=30),
 })

@@ -15,13 +15,17 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from elmo.dicts import deep_merge
 from elmo.params.base import Section, runtime_only, runtime_only_keys
 from elmo.params.paths import WorkspacePath
 from elmo.params.presets import BUILTIN
 
 
 class ModelParams(Section):
-    """The biLM's shape (elmo.model.BiLMConfig without the vocabulary sizes, which come from the data)."""
+    """The biLM's shape (elmo.model.BiLMConfig without the vocabulary sizes, which come from the data),
+    and its one validator: BiLMConfig checks its shape fields with this model (so a config.json and a
+    preset obey the same rules) and adds only the checks that need the vocabulary. A rule across keys
+    raises a message that starts with the key it names."""
 
     char_embed_dim: int = Field(16, ge=1)
     filters: list[tuple[int, int]] = Field(  # (width, count) pairs of the char CNN
@@ -39,12 +43,14 @@ class ModelParams(Section):
 
     @model_validator(mode="after")
     def _shape(self):
-        if self.projection_dim >= self.lstm_dim:
-            raise ValueError(f"projection_dim ({self.projection_dim}) must be smaller than lstm_dim ({self.lstm_dim})")
-        if any(w < 1 or n < 1 for w, n in self.filters):
-            raise ValueError("filters: every (width, count) must be positive")
+        for w, n in self.filters:
+            if w < 1 or n < 1:
+                raise ValueError(f"filters: width and count must be positive, got ({w}, {n})")
+        if self.projection_dim >= self.lstm_dim:  # nn.LSTM requires proj_size < hidden_size
+            raise ValueError(f"projection_dim: must be smaller than lstm_dim={self.lstm_dim}, "
+                             f"got {self.projection_dim}")
         if self.adaptive_cutoffs != sorted(set(self.adaptive_cutoffs)) or any(c < 1 for c in self.adaptive_cutoffs):
-            raise ValueError("adaptive_cutoffs must be increasing positive word ids")
+            raise ValueError(f"adaptive_cutoffs: must be increasing positive word ids, got {self.adaptive_cutoffs}")
         return self
 
 
@@ -100,13 +106,6 @@ def builtin_presets() -> dict[str, PresetParams]:
     return {name: PresetParams.model_validate(p) for name, p in BUILTIN.items()}
 
 
-def _deep_merge(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
 class InitTrainParams(Section):
     """How an ``init: previous`` run trains: the selected preset's train settings with a smaller budget
     and peak lr (the schedule, warmup included, is the preset's, scaled to the shorter run)."""
@@ -144,7 +143,7 @@ class PretrainParams(Section):
             for name, given in data["presets"].items():
                 base = builtin.get(name)
                 merge = base is not None and isinstance(given, dict)
-                merged[name] = _deep_merge(base.model_dump(), given) if merge else given
+                merged[name] = deep_merge(base.model_dump(), given) if merge else given
             data = {**data, "presets": merged}
         return data
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from elmo import dvcrepo
+from elmo.dicts import flatten
 from elmo.errors import StageError
 from elmo.log import get_logger
 from elmo.params.mlflow import MlflowParams
@@ -42,17 +43,6 @@ say = get_logger("registry").info  # human messages to stderr (elmo/log.py); std
 
 def norm(path: str) -> str:
     return posixpath.normpath(path.replace("\\", "/"))
-
-
-def flatten_numbers(obj: Any, prefix: str = "") -> dict[str, float]:
-    """Every number in a metrics JSON by dotted key (bools, strings and lists are left out)."""
-    out: dict[str, float] = {}
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            out.update(flatten_numbers(v, f"{prefix}{k}."))
-    elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
-        out[prefix[:-1]] = float(obj)
-    return out
 
 
 def read_metrics(root: Path, spec: RegisteredModelParams) -> tuple[dict[str, float], float]:
@@ -70,7 +60,7 @@ def read_metrics(root: Path, spec: RegisteredModelParams) -> tuple[dict[str, flo
         node = node[part]
     if isinstance(node, bool) or not isinstance(node, (int, float)) or not math.isfinite(node):
         raise StageError(f"{path}: {spec.metric}: expected a finite number, got {node!r}")
-    return flatten_numbers(data), float(node)
+    return flatten(data, numbers_only=True), float(node)
 
 
 def read_ended_by(root: Path, spec: RegisteredModelParams) -> str | None:

@@ -32,7 +32,8 @@ from elmo.budget import CLOCK, STEPS, step_pause
 from elmo.contracts import TEXT_PIPELINE_FILE
 from elmo.embed.cache import model_fingerprint, tokens_fingerprint
 from elmo.errors import StageError
-from elmo.task.schedule import slanted_triangular
+from elmo.model.perplexity import exact_losses, perplexity as lm_perplexity
+from elmo.train.schedule import slanted_triangular
 
 FORMAT = "elmo-ko/adapted-bilm-v2"  # v2: meta.adapt has ended_by, no timings
 
@@ -96,21 +97,18 @@ def _batches(lengths: np.ndarray, batch_tokens: int, rng: np.random.Generator) -
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-@torch.no_grad()
 def perplexity(bilm, vocab, token_lists: list[list[str]], batch_tokens: int = 4096) -> float:
-    """Exact perplexity of both directions (mean NLL over all targets) on ``token_lists``."""
-    was_training = bilm.training
-    bilm.eval()
+    """Exact perplexity of both directions (mean NLL over all targets) on ``token_lists``: the
+    evaluation loop and formula of elmo/model/perplexity.py; each batch's two NLLs are added before the
+    sum over batches (as the adapted biLMs already saved record it)."""
     nll, n = 0.0, 0
     lengths = np.array([len(t) for t in token_lists])
-    for idx in _batches(lengths, batch_tokens, np.random.default_rng(0)):
-        b = vocab.encode_batch([token_lists[i] for i in idx])
-        out = bilm(b.chars, b.mask)
-        loss = bilm.loss(out, b.fwd_targets, b.bwd_targets, exact=True)
+    batches = (vocab.encode_batch([token_lists[i] for i in idx])
+               for idx in _batches(lengths, batch_tokens, np.random.default_rng(0)))
+    for loss in exact_losses(bilm, batches, progress=False):
         nll += float(loss.nll_fwd + loss.nll_bwd)
         n += loss.n_fwd + loss.n_bwd
-    bilm.train(was_training)
-    return math.exp(nll / max(n, 1))
+    return lm_perplexity(nll, n)
 
 
 def adapt_bilm(bilm_dir: str | Path, token_lists: list[list[str]], out_dir: str | Path, opts: AdaptOptions,

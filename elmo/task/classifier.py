@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from elmo.io import atomic_path, canonical_safetensors
+from elmo.io import model_directory
 from elmo.task.model import TaskConfig, TaskModel
 from elmo.task.words import TaskWords
 from elmo.text.pipeline import TextPipeline
@@ -49,8 +49,6 @@ def save_classifier(directory: str | Path, *, model, labels: list[str], words: T
     ``tfidf`` (a :class:`~elmo.task.baseline.TfidfModel`) and ``ensemble`` (an
     :class:`~elmo.task.ensemble.Ensemble` as a dict) the classifier is their product (``tfidf/``).
     ``layer_dtype``: the precision of the biLM layers the model was trained on (float16 or float32)."""
-    from safetensors.torch import save_file
-
     from elmo.model import vocab_dir
     from elmo.task.model import BiLMTaskModel
 
@@ -65,12 +63,7 @@ def save_classifier(directory: str | Path, *, model, labels: list[str], words: T
     doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "labels": labels, "task": head.cfg.to_dict(),
            "max_tokens": max_tokens, "layer_dtype": layer_dtype, "ensemble": ensemble, "meta": meta or {}}
     state = {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}
-    with atomic_path(directory) as tmp:
-        tmp.mkdir()
-        (tmp / "config.json").write_text(json.dumps(doc, ensure_ascii=False, indent=2, sort_keys=True) + "\n",
-                                         encoding="utf-8")
-        save_file(state, str(tmp / "weights.safetensors"), metadata={"format": "pt", "model": FORMAT})
-        canonical_safetensors(tmp / "weights.safetensors")  # the same bytes for the same weights
+    with model_directory(directory, config=doc, weights=state, model_format=FORMAT) as tmp:
         words.save(tmp / "words.txt")
         pipeline.save(tmp)
         if isinstance(model, BiLMTaskModel):

@@ -247,7 +247,7 @@ class TaskTrainer:
                        max_seconds=tp.max_minutes * 60 if tp.max_minutes else None)
         if mode in UNFROZEN_MODES:
             from elmo.model import vocab_dir
-            from elmo.task.schedule import UnfreezePlan, bilm_layer_groups
+            from elmo.train.schedule import UnfreezePlan, bilm_layer_groups
             from elmo.vocab import Vocabulary
 
             u = self.opts.unfreeze

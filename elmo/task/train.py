@@ -2,7 +2,7 @@
 
 A frozen biLM's layers come from a :class:`elmo.embed.cache.LayerCache` (computed once, read
 every epoch); a :class:`~elmo.task.model.BiLMTaskModel` runs its biLM in the forward pass and may
-train it (elmo/task/schedule.py: discriminative rates, gradual unfreezing, slanted triangular
+train it (elmo/train/schedule.py: discriminative rates, gradual unfreezing, slanted triangular
 schedule). The state with the best macro-F1 on the held-out slice of the train split is kept (model
 selection; the dev set is never seen in training); training stops after ``patience`` epochs
 without improvement. Every epoch prints one line and reports its
@@ -24,7 +24,7 @@ from torch import nn
 from elmo.budget import CLOCK, EARLY_STOP, EPOCHS, step_pause
 from elmo.task.metrics import probs_metrics
 from elmo.task.model import TaskModel
-from elmo.task.schedule import UnfreezePlan, bilm_layer_groups, set_trainable, slanted_triangular
+from elmo.train.schedule import UnfreezePlan, bilm_layer_groups, set_trainable, slanted_triangular
 
 
 @dataclass

@@ -23,6 +23,7 @@ import polars as pl
 from elmo.data.loader import SentenceSubset
 from elmo.errors import StageError
 from elmo.log import get_logger
+from elmo.model.perplexity import perplexity
 from elmo.train.datamodule import FixedBatches, collate_indices, valid_batches
 from elmo.train.evaluate import evaluate
 from elmo.vocab.words import UNK_ID
@@ -83,8 +84,9 @@ def measure(model, dataset, text: dict[str, list[np.ndarray]], *, device, bf16: 
 
 
 def _row(loss_fwd: float, loss_bwd: float, tokens: int, oov: int, sentences: int) -> dict:
-    return {"ppl": round(math.exp(0.5 * (loss_fwd + loss_bwd)), 4), "ppl_fwd": round(math.exp(loss_fwd), 4),
-            "ppl_bwd": round(math.exp(loss_bwd), 4), "oov_rate": round(oov / tokens, 6) if tokens else None,
+    """A report row from the mean NLL of each direction."""
+    return {"ppl": round(perplexity(0.5 * (loss_fwd + loss_bwd)), 4), "ppl_fwd": round(perplexity(loss_fwd), 4),
+            "ppl_bwd": round(perplexity(loss_bwd), 4), "oov_rate": round(oov / tokens, 6) if tokens else None,
             "tokens": tokens, "sentences": sentences}
 
 

@@ -16,7 +16,9 @@ import lightning as L
 import torch
 
 from elmo.model import BiLM, BiLMConfig
+from elmo.model.perplexity import perplexities
 from elmo.params.pretrain import TrainParams
+from elmo.train.schedule import warmup_decay
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
@@ -24,17 +26,9 @@ def step_seed(seed: int, step: int, rank: int) -> int:
 
 
 def lr_factor(step: int, train: TrainParams) -> float:
-    """Multiplier of ``train.lr`` at ``step``: linear warmup, then constant/linear/cosine decay to min_lr_ratio."""
-    if train.warmup_steps and step < train.warmup_steps:
-        return (step + 1) / train.warmup_steps
-    if train.schedule == "constant":
-        return 1.0
-    span = max(1, train.max_steps - train.warmup_steps)
-    progress = min(1.0, (step - train.warmup_steps) / span)
-    lo = train.min_lr_ratio
-    if train.schedule == "linear":
-        return 1.0 - (1.0 - lo) * progress
-    return lo + (1.0 - lo) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    """Multiplier of ``train.lr`` at ``step``: elmo.train.schedule.warmup_decay with the preset's settings."""
+    return warmup_decay(step, warmup_steps=train.warmup_steps, max_steps=train.max_steps, schedule=train.schedule,
+                        min_lr_ratio=train.min_lr_ratio)
 
 
 class LRSchedule:
@@ -131,11 +125,3 @@ class BiLMTask(L.LightningModule):
         self.val_metrics = m
         for k, v in m.items():
             self.log(f"valid/{k}", v, prog_bar=k == "ppl", sync_dist=False)
-
-
-def perplexities(nll_fwd: float, n_fwd: float, nll_bwd: float, n_bwd: float) -> dict[str, float]:
-    """Per-direction and average perplexity from summed NLLs and target counts."""
-    lf, lb = nll_fwd / max(n_fwd, 1), nll_bwd / max(n_bwd, 1)
-    loss = 0.5 * (lf + lb)
-    return {"loss": loss, "ppl_fwd": math.exp(lf), "ppl_bwd": math.exp(lb), "ppl": math.exp(loss),
-            "tokens": n_fwd}

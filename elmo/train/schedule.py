@@ -1,4 +1,12 @@
-"""ULMFiT's training recipe for a pretrained LM inside a classifier (Howard & Ruder 2018, §3.2-3.3).
+"""Every learning-rate schedule of the project, and the classifier's gradual unfreezing.
+
+Pretraining (elmo/train/module.py, ``pretrain.presets.*.train``):
+
+* **Warmup, then decay** (:func:`warmup_decay`): linear warmup over ``warmup_steps``, then constant,
+  linear or cosine decay to ``min_lr_ratio`` x the peak at ``max_steps``.
+
+ULMFiT's recipe for a pretrained LM inside a classifier (Howard & Ruder 2018, §3.2-3.3), used by the
+classifier's loop (elmo/task/train.py) and, for STLR, by adapt (elmo/task/adapt.py):
 
 * **Slanted triangular learning rates** (eq. 3): a short linear warm-up to the peak over
   ``cut_frac`` of the steps, then a long linear decay to ``peak / ratio``.
@@ -8,15 +16,40 @@
   one more biLM group from the top down. A frozen group gets no gradient, so its weights stay
   bit-identical (tests/test_unfreeze.py).
 
+(The classifier's other schedule, ``plateau``, multiplies every group's lr by ``lr_decay`` after an
+epoch without a better held-out macro-F1: it depends on the held-out score, so it lives in the loop.)
+
 The biLM's layer groups, top first: [LSTM layer L of both directions], ..., [LSTM layer 1],
 [the char-CNN token encoder]. Its softmax is not part of a classifier and is never trained here.
+This module is in elmo/train, so a change here discards pretrain's checkpoints (their code hash).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from torch import nn
+
+SCHEDULES = ("constant", "linear", "cosine")  # pretrain.presets.*.train.schedule
+
+
+def warmup_decay(step: int, *, warmup_steps: int, max_steps: int, schedule: str, min_lr_ratio: float) -> float:
+    """The multiplier of the peak learning rate at ``step`` (0-based): linear warmup over ``warmup_steps``
+    (step 0 gets 1 / warmup_steps), then ``schedule`` (constant, linear or cosine) from 1 down to
+    ``min_lr_ratio`` at ``max_steps`` (and after it)."""
+    if warmup_steps and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "constant":
+        return 1.0
+    span = max(1, max_steps - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / span)
+    lo = min_lr_ratio
+    if schedule == "linear":
+        return 1.0 - (1.0 - lo) * progress
+    if schedule == "cosine":
+        return lo + (1.0 - lo) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
 
 
 def slanted_triangular(step: int, total: int, cut_frac: float = 0.1, ratio: float = 32.0) -> float:
@@ -27,6 +60,11 @@ def slanted_triangular(step: int, total: int, cut_frac: float = 0.1, ratio: floa
     t = min(step, total - 1)
     p = t / cut if t < cut else 1.0 - (t - cut) / max(1, total - cut)
     return (1.0 + p * (ratio - 1.0)) / ratio
+
+
+def discriminative_lrs(lr: float, n_groups: int, factor: float = 2.6, top_scale: float = 1.0) -> list[float]:
+    """Peak lrs of the head (``lr``) and of ``n_groups`` biLM groups, top first: ``lr * top_scale / factor**k``."""
+    return [lr] + [lr * top_scale / factor ** k for k in range(n_groups)]
 
 
 def bilm_layer_groups(bilm) -> list[list[nn.Parameter]]:
@@ -50,7 +88,7 @@ class UnfreezePlan:
 
     def group_lrs(self) -> list[float]:
         """Peak lr of group 0 (head), 1 (top biLM group), ..., n_groups (token encoder)."""
-        return [self.lr] + [self.lr * self.bilm_lr_scale / self.factor ** k for k in range(self.n_groups)]
+        return discriminative_lrs(self.lr, self.n_groups, self.factor, self.bilm_lr_scale)
 
     def trainable(self, epoch: int) -> list[bool]:
         """Per biLM group (top first), whether it trains in ``epoch`` (1-based); the head always does."""
