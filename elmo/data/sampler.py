@@ -15,6 +15,11 @@ every epoch (``ceil(n / batch_size)``, or ``floor`` with ``drop_last``).
 
 ``set_epoch(e)`` picks the epoch (Lightning calls it on a loader's batch sampler); without it the
 sampler moves to the next epoch each time it is iterated to the end.
+
+Steps 1-4 are :func:`length_batches`, the project's one length batcher: the sampler (pretrain),
+the classifier's batches (elmo/task/train.py ``make_batches``: 50-batch pools), adapt's
+(elmo/task/adapt.py: pools of 4096 sentences, a token budget cut across pool boundaries) and
+ELMo's (elmo/embed/elmo.py ``Elmo.batches``: no shuffle, one pool) are its parameters.
 """
 
 from __future__ import annotations
@@ -24,6 +29,53 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 from torch.utils.data import Sampler
+
+
+def length_batches(lengths: Sequence[int] | np.ndarray, *, batch_size: int | None = None,
+                   max_tokens: int | None = None, rng: np.random.Generator | None = None,
+                   pool: int | None = None, cut_at_pools: bool = True, drop_last: bool = False) -> list[np.ndarray]:
+    """Batches (arrays of indices into ``lengths``) of sentences of similar length, each sentence once.
+
+    1. the order: ``rng.permutation(n)``, or 0..n-1 without ``rng``;
+    2. cut into pools of ``pool`` sentences (None: one pool), each sorted by length (stable);
+    3. cut into batches of ``batch_size`` sentences, or greedily of at most ``max_tokens`` padded
+       positions (sentences x the longest, ``length + 2`` with <bos>/<eos>; a longer sentence gets a
+       batch of its own) — inside each pool (``cut_at_pools``) or along the pools one after the other;
+       ``drop_last``: without the batches shorter than ``batch_size``;
+    4. with ``rng``: the batches in the order of ``rng.permutation(len(batches))``.
+    """
+    if (batch_size is None) == (max_tokens is None):
+        raise ValueError("give exactly one of batch_size (sentences per batch) or max_tokens (padded tokens per batch)")
+    lengths = np.asarray(lengths)
+    n = len(lengths)
+    order = rng.permutation(n) if rng is not None else np.arange(n)
+    pool = n if pool is None else pool
+    pools = [c[np.argsort(lengths[c], kind="stable")] for c in (order[i:i + pool] for i in range(0, n, max(pool, 1)))]
+    if not cut_at_pools and pools:
+        pools = [np.concatenate(pools)]
+    batches: list[np.ndarray] = []
+    for chunk in pools:
+        if batch_size is not None:
+            batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
+        else:
+            batches.extend(_token_batches(chunk, lengths, max_tokens))
+    if drop_last:
+        batches = [b for b in batches if len(b) == batch_size]
+    if rng is not None:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches
+
+
+def _token_batches(chunk: np.ndarray, lengths: np.ndarray, max_tokens: int) -> Iterator[np.ndarray]:
+    start, longest = 0, 0
+    for i, idx in enumerate(chunk):
+        longest_if_added = max(longest, int(lengths[idx]) + 2)
+        if i > start and longest_if_added * (i - start + 1) > max_tokens:
+            yield chunk[start:i]
+            start, longest_if_added = i, int(lengths[idx]) + 2
+        longest = longest_if_added
+    if start < len(chunk):
+        yield chunk[start:]
 
 
 class BucketBatchSampler(Sampler[list[int]]):
@@ -57,37 +109,15 @@ class BucketBatchSampler(Sampler[list[int]]):
             return self._plan[1]
         n = len(self.lengths)
         rng = np.random.default_rng([self.seed, self.epoch])
-        order = rng.permutation(n) if self.shuffle else np.arange(n)
         if self.batch_size is not None:
             pool = self.batch_size * self.pool_batches
         else:
             mean = float(self.lengths.mean()) if n else 1.0
             pool = max(1, int(self.max_tokens / mean) * self.pool_batches)
-        batches: list[np.ndarray] = []
-        for start in range(0, n, pool):
-            chunk = order[start:start + pool]
-            chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
-            if self.batch_size is not None:
-                batches.extend(chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size))
-            else:
-                batches.extend(self._token_batches(chunk))
-        if self.drop_last and batches:
-            batches = [b for b in batches if len(b) == self.batch_size]
-        if self.shuffle:
-            batches = [batches[i] for i in rng.permutation(len(batches))]
+        batches = length_batches(self.lengths - 2, batch_size=self.batch_size, max_tokens=self.max_tokens,
+                                 rng=rng if self.shuffle else None, pool=pool, drop_last=self.drop_last)
         self._plan = (self.epoch, batches)
         return batches
-
-    def _token_batches(self, chunk: np.ndarray) -> Iterator[np.ndarray]:
-        start, longest = 0, 0
-        for i, idx in enumerate(chunk):
-            longest_if_added = max(longest, int(self.lengths[idx]))
-            if i > start and longest_if_added * (i - start + 1) > self.max_tokens:
-                yield chunk[start:i]
-                start, longest_if_added = i, int(self.lengths[idx])
-            longest = longest_if_added
-        if start < len(chunk):
-            yield chunk[start:]
 
     def __len__(self) -> int:
         if self.batch_size is not None:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from elmo.data.sampler import length_batches
 from elmo.embed.scalar_mix import ScalarMix
 
 
@@ -105,17 +106,11 @@ class Elmo:
 
     # ------------------------------------------------------------------ layers
     def batches(self, token_lists: Sequence[Sequence[str]]) -> Iterator[list[int]]:
-        """Indices of the sentences, grouped by length into batches of <= max_batch_tokens padded tokens."""
-        order = sorted(range(len(token_lists)), key=lambda i: (len(token_lists[i]), i))
-        batch: list[int] = []
-        for i in order:
-            width = len(token_lists[i]) + 2
-            if batch and width * (len(batch) + 1) > self.max_batch_tokens:
-                yield batch
-                batch = []
-            batch.append(i)
-        if batch:
-            yield batch
+        """Indices of the sentences, grouped by length into batches of <= max_batch_tokens padded tokens
+        (in length order: elmo.data.sampler.length_batches without shuffling, one pool)."""
+        lengths = np.array([len(t) for t in token_lists], dtype=np.int64)
+        for batch in length_batches(lengths, max_tokens=self.max_batch_tokens):
+            yield batch.tolist()
 
     @torch.no_grad()
     def layer_batch(self, token_lists: Sequence[Sequence[str]]) -> list[torch.Tensor]:

@@ -30,6 +30,7 @@ import torch
 
 from elmo.budget import CLOCK, STEPS, step_pause
 from elmo.contracts import TEXT_PIPELINE_FILE
+from elmo.data.sampler import length_batches
 from elmo.embed.cache import model_fingerprint, tokens_fingerprint
 from elmo.errors import StageError
 from elmo.model.perplexity import exact_losses, perplexity as lm_perplexity
@@ -79,22 +80,9 @@ def extend_chars(vocab, token_lists: list[list[str]], min_count: int):
 
 
 def _batches(lengths: np.ndarray, batch_tokens: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """Shuffled batches of similar length, each at most ``batch_tokens`` padded positions (<bos>/<eos> counted)."""
-    order = rng.permutation(len(lengths))
-    chunk = 4096
-    order = np.concatenate([c[np.argsort(lengths[c], kind="stable")] for c in
-                            (order[i:i + chunk] for i in range(0, len(order), chunk))])
-    batches, cur, width = [], [], 0
-    for i in order:
-        w = int(lengths[i]) + 2
-        if cur and max(width, w) * (len(cur) + 1) > batch_tokens:
-            batches.append(np.array(cur))
-            cur, width = [], 0
-        cur.append(i)
-        width = max(width, w)
-    if cur:
-        batches.append(np.array(cur))
-    return [batches[i] for i in rng.permutation(len(batches))]
+    """Shuffled batches of similar length, each at most ``batch_tokens`` padded positions (<bos>/<eos> counted):
+    pools of 4096 sentences sorted by length, the budget cut along them (elmo.data.sampler.length_batches)."""
+    return length_batches(lengths, max_tokens=batch_tokens, rng=rng, pool=4096, cut_at_pools=False)
 
 
 def perplexity(bilm, vocab, token_lists: list[list[str]], batch_tokens: int = 4096) -> float:

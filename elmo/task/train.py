@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from elmo.budget import CLOCK, EARLY_STOP, EPOCHS, step_pause
+from elmo.data.sampler import length_batches
 from elmo.task.metrics import probs_metrics
 from elmo.task.model import TaskModel
 from elmo.train.schedule import UnfreezePlan, bilm_layer_groups, set_trainable, slanted_triangular
@@ -68,19 +69,9 @@ class TaskData:
 
 
 def make_batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator | None) -> list[np.ndarray]:
-    """Batches of similar length. With ``rng``: shuffled, then sorted by length within chunks of
-    50 batches, and the batches shuffled; without: in length order (for evaluation)."""
-    lengths = np.asarray(lengths)
-    if rng is None:
-        order = np.argsort(lengths, kind="stable")
-        return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    order = rng.permutation(len(lengths))
-    chunk = batch_size * 50
-    parts = [c[np.argsort(lengths[c], kind="stable")]
-             for c in (order[i:i + chunk] for i in range(0, len(order), chunk))]
-    order = np.concatenate(parts)
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    return [batches[i] for i in rng.permutation(len(batches))]
+    """Batches of similar length (elmo.data.sampler.length_batches). With ``rng``: shuffled, then sorted
+    by length within pools of 50 batches, and the batches shuffled; without: in length order (for evaluation)."""
+    return length_batches(lengths, batch_size=batch_size, rng=rng, pool=None if rng is None else batch_size * 50)
 
 
 @torch.no_grad()
