@@ -41,9 +41,9 @@ def configure(p: MlflowParams, root: Path):
 
 def git_commit(root: Path) -> str | None:
     """HEAD's commit, or None (no repository, no commit, no git): a run is tracked either way.
-    Through the project's one git helper, elmo.registry.gitrepo."""
+    Through the project's one git helper, elmo.gitrepo."""
+    from elmo import gitrepo
     from elmo.errors import StageError
-    from elmo.registry import gitrepo
 
     try:
         return gitrepo.head(root)

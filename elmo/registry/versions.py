@@ -11,9 +11,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from elmo import gitrepo
 from elmo.errors import StageError
 from elmo.params import Params
-from elmo.registry import gitrepo, store
+from elmo.registry import store
 from elmo.registry.history import LockHistory, champions_at, commit_of, version_at
 
 
