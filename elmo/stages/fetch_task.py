@@ -15,6 +15,7 @@ from pathlib import Path
 from elmo.errors import StageError
 from elmo.io import atomic_write_json
 from elmo.log import get_logger
+from elmo.stages import stage_report
 
 log = get_logger("fetch_task")
 MANIFEST = "manifest.json"
@@ -61,7 +62,7 @@ def run(params, root: Path) -> dict:
             previous = {}
     previous = previous if isinstance(previous, dict) else {}
     policy = RetryPolicy.from_params(t)
-    files, report = {}, {"source": t.source, "data_dir": t.data_dir, "files": {}}
+    files, report = {}, {"source": t.source, "files": {}}
     for name in (t.train_file, t.dev_file):
         url = file_location(t.source, name, root, key=key)
         prev = previous.get(name)
@@ -80,7 +81,7 @@ def run(params, root: Path) -> dict:
                                  "sha256": res.sha256}
         log.info("%s: %s (%d bytes)", name, res.status, res.bytes)
     atomic_write_json(manifest_path, {"source": t.source, "files": files})
-    return report
+    return stage_report("fetch_task", params, report)
 
 
 def _verifier_for(t, name: str):

@@ -20,6 +20,7 @@ from typing import Any
 
 from elmo.errors import StageError
 from elmo.log import get_logger
+from elmo.stages import stage_report
 
 # Idle OpenMP threads sleep instead of spinning: on 2 cores shared with other work, spinning threads
 # made the biLM and the task model 3-4x slower (benchmarks/README.md). Takes effect when torch is
@@ -138,4 +139,4 @@ def run(params, root: Path) -> dict:
         result["seconds_total"] = time.perf_counter() - t0
         write_outputs(job, result)
         tag_trained_model(root / f.out_dir)  # register logs the model into this run (its source run)
-    return report(job, result)
+    return stage_report("finetune", params, report(job, result))

@@ -44,6 +44,7 @@ from elmo.model import BiLMConfig
 from elmo.params.base import runtime_only_keys
 from elmo.params.pretrain import ModelParams, TrainerParams
 from elmo.plots import curves_png, write_csv
+from elmo.stages import stage_report
 
 log = get_logger("pretrain")
 
@@ -361,6 +362,5 @@ def run(params, root: Path) -> dict:
             vocab_dir = inputs.vocab.save(Path(tmp) / "vocab") if init["used"] == PREVIOUS else root / p.vocab_dir
             write_outputs(root, p, model, inputs, metrics, sink, fp, run_id, vocab_dir)
 
-    return {"stage": "pretrain", "out_dir": str(root / p.out_dir), "metrics_file": str(root / p.metrics),
-            "plots_dir": str(root / p.plots_dir), "checkpoints": ckpt_msg, "mlflow_run_id": run_id,
-            "seconds": round(time.time() - started, 1), **metrics}
+    return stage_report("pretrain", params, {"checkpoints": ckpt_msg, "mlflow_run_id": run_id,
+                                             "seconds": round(time.time() - started, 1), **metrics})

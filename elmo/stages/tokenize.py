@@ -32,6 +32,7 @@ from elmo.contracts import SPLITS, TOKENIZER_FILE
 from elmo.data.tables import read_parquet_checked, row_label
 from elmo.errors import StageError
 from elmo.io import atomic_path, atomic_write_json
+from elmo.stages import stage_report
 from elmo.text.parallel import STAT_KEYS, merge_parts, resolve_workers, tokenize_to_parquet
 from elmo.text.pipeline import TextPipeline
 from elmo.text.tokenizer import Tokenizer
@@ -95,12 +96,12 @@ def _finish(params, root: Path, in_path: Path, n_petitions: int, tmp_out: Path, 
     return {"tokenizer": tokenizer.config(), "fields": list(p.fields), "splits": stats, "total": total}
 
 
-def _report(p, root: Path, metrics: dict, seconds: float, workers: int | str) -> dict:
-    atomic_write_json(root / p.metrics, metrics)
+def _report(params, root: Path, metrics: dict, seconds: float, workers: int | str, leftovers: int) -> dict:
+    atomic_write_json(root / params.tokenize.metrics, metrics)
     chars = metrics["total"]["chars"]
-    return {"stage": "tokenize", "out_dir": str(root / p.out_dir), "metrics_file": str(root / p.metrics),
-            "workers": workers, "seconds": round(seconds, 2),
-            "chars_per_s": round(chars / seconds) if seconds > 0 else None, **metrics}
+    return stage_report("tokenize", params, {
+        "workers": workers, "seconds": round(seconds, 2),
+        "chars_per_s": round(chars / seconds) if seconds > 0 else None, **metrics, "leftovers_removed": leftovers})
 
 
 def run(params, root: Path) -> dict:
@@ -116,7 +117,7 @@ def run(params, root: Path) -> dict:
             tmp.mkdir()
             stats = _tokenize_rows(p, df, tmp, workers, progress=True)
             metrics = _finish(params, root, in_path, df.height, tmp, stats)
-    return {**_report(p, root, metrics, time.perf_counter() - t0, workers), "leftovers_removed": leftovers}
+    return _report(params, root, metrics, time.perf_counter() - t0, workers, leftovers)
 
 
 def remove_leftovers(out: Path) -> int:
@@ -183,4 +184,4 @@ def finish_shards(params, root: Path, results: list[dict[str, Any]]) -> dict:
         metrics = _finish(params, root, in_path, sum(st["petitions"] for st in stats.values()), tmp, stats)
     shutil.rmtree(_shards_dir(p, root), ignore_errors=True)
     seconds = time.perf_counter() - t0 + sum(r["seconds"] for r in results)
-    return _report(p, root, metrics, seconds, workers=f"{n} shards")
+    return _report(params, root, metrics, seconds, workers=f"{n} shards", leftovers=0)

@@ -22,6 +22,7 @@ from elmo.data.arrays import build_arrays
 from elmo.data.tables import read_parquet_checked
 from elmo.errors import StageError
 from elmo.io import atomic_write_json
+from elmo.stages import stage_report
 from elmo.text.pipeline import TextPipeline
 from elmo.text.tokenizer import Tokenizer
 from elmo.vocab.build import build_vocabulary
@@ -100,5 +101,4 @@ def run(params, root: Path) -> dict:
         "splits": {s: _coverage(st) for s, st in stats.items()},
     }
     atomic_write_json(root / p.metrics, metrics)
-    return {"stage": "vocab", "out_dir": str(root / p.out_dir), "arrays_dir": str(root / p.arrays_dir),
-            "metrics_file": str(root / p.metrics), **metrics}
+    return stage_report("vocab", params, metrics)

@@ -140,7 +140,7 @@ def track(exp: Experiment, result: dict[str, Any]) -> None:
 def report(exp: Experiment, result: dict[str, Any]) -> dict[str, Any]:
     """The stage's JSON report (stdout of `elmo finetune`)."""
     main: Trained = result["main"]
-    return {"out_dir": exp.f.out_dir, "bilm_mode": exp.f.bilm.mode, "macro_f1": result["main_dev"]["macro_f1"],
+    return {"bilm_mode": exp.f.bilm.mode, "macro_f1": result["main_dev"]["macro_f1"],
             "accuracy": result["main_dev"]["accuracy"], "best_epoch": main.fit.best_epoch, "ended_by": ended_by(exp),
             "comparison": {r["name"]: round(r["macro_f1"], 4) for r in result["comparison"]},
             "seconds_total": round(result["seconds_total"], 1)}
