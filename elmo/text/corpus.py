@@ -1,5 +1,6 @@
 """The tokenize stage's work on the corpus (elmo/stages/tokenize.py orchestrates): the clean
-petitions read and checked, the tokenizer's description file, leftovers of a killed run, and the
+petitions read and checked, the tokenizer's description file, its sentences read and checked (the
+vocab stage's input), leftovers of a killed run, and the
 fan-out over shards (flows/fanout.py's protocol: plan row ranges, tokenize one range into a part
 directory, merge the parts into the same bytes as one run; elmo/text/parallel.py does the work).
 """
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from elmo.contracts import SPLITS, TOKENIZER_FILE
+from elmo.contracts import SPLITS, TOKENIZER_FILE, sentences_polars_schema
 from elmo.data.tables import read_parquet_checked, row_label
 from elmo.errors import StageError
 from elmo.io import atomic_write_json
@@ -44,6 +45,25 @@ def read_petitions(path: Path, fields: list[str]) -> pl.DataFrame:
         raise StageError(f"{path}: field petition_idx {df['petition_idx'][rows[0]]} appears more than once "
                          f"({row_label(df, rows[0])} and {row_label(df, rows[1])})")
     return df.sort("petition_idx")
+
+
+def read_sentences(path: Path, *, required: bool) -> pl.DataFrame:
+    """One split of tokenized sentences, checked: no null or empty token lists, no bad tokens."""
+    df = read_parquet_checked(path, sentences_polars_schema(), produced_by="tokenize", allow_empty=not required)
+    lens = df["tokens"].list.len()
+    bad = df["tokens"].is_null() | (lens == 0)
+    if bad.any():
+        i = int(bad.arg_true()[0])
+        raise StageError(f"{path}: petition {df['petition_idx'][i]} sentence {df['sentence_idx'][i]}: "
+                         f"field tokens is empty or null ({int(bad.sum())} rows)")
+    flat = df.select(pl.col("tokens").explode())["tokens"]
+    bad_tok = flat.is_null() | (flat.str.len_chars() == 0) | flat.str.contains(r"\s")
+    if bad_tok.any():
+        pos = int(bad_tok.arg_true()[0])
+        row = int((lens.cum_sum() <= pos).sum())
+        raise StageError(f"{path}: petition {df['petition_idx'][row]} sentence {df['sentence_idx'][row]}: "
+                         f"field tokens holds a null, empty or whitespace-containing token {flat[pos]!r}")
+    return df
 
 
 def library_versions(tagger: str) -> dict[str, str]:
