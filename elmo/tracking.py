@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from elmo import gitrepo
+from elmo.errors import StageError
 from elmo.params.mlflow import MlflowParams
 
 
@@ -42,9 +44,6 @@ def configure(p: MlflowParams, root: Path):
 def git_commit(root: Path) -> str | None:
     """HEAD's commit, or None (no repository, no commit, no git): a run is tracked either way.
     Through the project's one git helper, elmo.gitrepo."""
-    from elmo import gitrepo
-    from elmo.errors import StageError
-
     try:
         return gitrepo.head(root)
     except StageError:
@@ -210,8 +209,6 @@ def download_artifacts(uri: str) -> Path:
     import mlflow
     import mlflow.artifacts
     from mlflow.exceptions import MlflowException
-
-    from elmo.errors import StageError
 
     try:
         return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
