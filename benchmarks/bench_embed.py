@@ -20,6 +20,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `elmo finetune` does (
 
 import torch
 
+from elmo.data.batch import encode_batch
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -63,7 +65,7 @@ def main() -> None:
             with torch.no_grad():  # baseline: the token encoder only (layer 0)
                 t0 = time.perf_counter()
                 for idx in elmo.batches(tokens):
-                    b = elmo.vocab.encode_batch([tokens[i] for i in idx])
+                    b = encode_batch(elmo.vocab, [tokens[i] for i in idx])
                     elmo.bilm.token_encoder(b.chars, b.mask)
                 base = time.perf_counter() - t0
             t0 = time.perf_counter()

@@ -7,11 +7,13 @@ import signal
 import threading
 from collections.abc import Iterator
 
-from elmo.params.base import ParamsError
-
 
 class StageError(RuntimeError):
     """A stage cannot go on: bad input (named by file, line and field), a failed download, …"""
+
+
+class ParamsError(ValueError):
+    """A params file is missing, not YAML, or fails validation; the message names file and key."""
 
 
 class Interrupted(StageError):

@@ -15,7 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from elmo import gitrepo
 from elmo.dicts import flatten
+from elmo.errors import StageError
 from elmo.params.mlflow import MlflowParams
 
 
@@ -42,10 +44,7 @@ def configure(p: MlflowParams, root: Path):
 
 def git_commit(root: Path) -> str | None:
     """HEAD's commit, or None (no repository, no commit, no git): a run is tracked either way.
-    Through the project's one git helper, elmo.registry.gitrepo."""
-    from elmo.errors import StageError
-    from elmo.registry import gitrepo
-
+    Through the project's one git helper, elmo.gitrepo."""
     try:
         return gitrepo.head(root)
     except StageError:
@@ -200,8 +199,6 @@ def download_artifacts(uri: str) -> Path:
     import mlflow
     import mlflow.artifacts
     from mlflow.exceptions import MlflowException
-
-    from elmo.errors import StageError
 
     try:
         return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))

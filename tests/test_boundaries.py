@@ -2,7 +2,7 @@
 
 The library is plain Python: MLflow only behind elmo/tracking.py and elmo/registry/, DVC only in
 elmo/dvcrepo.py (the one DVC adapter, flows/ included), Prefect only in flows/, and ``git`` run
-only by elmo/registry/gitrepo.py. Checked on the source (ast), so a function-local import counts too.
+only by elmo/gitrepo.py. Checked on the source (ast), so a function-local import counts too.
 """
 
 from __future__ import annotations
@@ -90,4 +90,4 @@ def git_calls(path: Path) -> list[int]:
 def test_git_is_run_only_by_the_git_helper() -> None:
     found = {rel for rel, f in sources() if git_calls(f)}
     # == rather than <=: the check sees the one helper's own call, so it is not vacuous
-    assert found == {"elmo/registry/gitrepo.py"}, "run git through elmo.registry.gitrepo"
+    assert found == {"elmo/gitrepo.py"}, "run git through elmo.gitrepo"

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from elmo.data.arrays import SentenceArrays
-from elmo.data.batch import Batch
+from elmo.data.batch import Batch, encode_batch
 from elmo.data.loader import SentenceDataset, make_loader
 from elmo.data.sampler import BucketBatchSampler
 from elmo.errors import StageError
@@ -87,7 +87,7 @@ def _check_batch(batch: Batch, sentences: list[list[str]], vocab: Vocabulary) ->
 def test_oov_word_keeps_real_characters_but_unk_target(built: Path) -> None:
     vocab = _vocab(built)
     assert "학교나" not in vocab.words.index  # made of known jamo, but not a word of the corpus
-    batch = vocab.encode_batch([["나", "학교나", "간다"], ["완전히새로운말"]])
+    batch = encode_batch(vocab, [["나", "학교나", "간다"], ["완전히새로운말"]])
     assert batch.tokens[0].tolist() == [2, vocab.words.index["나"], 1, vocab.words.index["간다"], 3]
     assert batch.fwd_targets[0, 1].item() == 1  # predicting the OOV word: <unk>
     oov_chars = batch.chars[0, 2].tolist()
@@ -148,7 +148,7 @@ def test_encode_batch_matches_the_dataset(built: Path) -> None:
     sentences = _sentences(built, "valid")
     idx = [0, 5, 3, 9]
     a = ds.collate(ds.__getitems__(idx))
-    b = vocab.encode_batch([sentences[i] for i in idx])
+    b = encode_batch(vocab, [sentences[i] for i in idx])
     for name in ("chars", "tokens", "mask", "fwd_targets", "bwd_targets"):
         assert torch.equal(getattr(a, name), getattr(b, name)), name
     moved = a.to("cpu")

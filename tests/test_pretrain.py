@@ -14,6 +14,7 @@ import pytest
 import torch
 import yaml
 
+from elmo.data.batch import encode_batch
 from elmo.errors import StageError
 from elmo.params import parse_params
 from elmo.params.pretrain import RUNTIME_ONLY, PretrainParams, TrainParams
@@ -188,7 +189,7 @@ def test_valid_perplexity_falls_on_a_repeated_corpus(tmp_path: Path, repeated_da
     # the saved biLM is self-contained and loads without pickle
     model = BiLM.load(tmp_path / "models/bilm")
     vocab = Vocabulary.load(tmp_path / "models/bilm/vocab")
-    batch = vocab.encode_batch([["가", "나"]])
+    batch = encode_batch(vocab, [["가", "나"]])
     assert model.layer_outputs(batch.chars, batch.mask).shape == (3, 1, 4, 64)
     # the MLflow run holds params, the per-step curves, throughput and per-layer gradient norms
     client = MlflowClient(tracking_uri=f"sqlite:///{mlflow_db}")

@@ -244,7 +244,7 @@ def tiny_repo(tmp_path: Path) -> Path:
 
 
 def test_rollback_restores_pipeline_files_not_code(tiny_repo: Path) -> None:
-    from elmo.registry import gitrepo
+    from elmo import gitrepo
     from elmo.registry.restore import pipeline_files
 
     files = pipeline_files(tiny_repo, gitrepo.head(tiny_repo), parse_lock(LOCK))
@@ -254,7 +254,7 @@ def test_rollback_restores_pipeline_files_not_code(tiny_repo: Path) -> None:
 def test_uncommitted_changes_are_found_except_what_the_last_rollback_wrote(tiny_repo: Path) -> None:
     import hashlib
 
-    from elmo.registry import gitrepo
+    from elmo import gitrepo
     from elmo.registry.safety import uncommitted
 
     head = gitrepo.head(tiny_repo)

@@ -24,10 +24,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from elmo import tracking
+from elmo import gitrepo, tracking
 from elmo.errors import StageError
 from elmo.params import load_params
-from elmo.registry import gitrepo, rollback as rb, store
+from elmo.registry import rollback as rb, store
 from test_registry_toy import MODEL_NAME, make_project, output_hashes, pipeline_run, sh, write_toy_params
 
 pytestmark = pytest.mark.timeout(900)

@@ -66,6 +66,19 @@ def test_stage_stdout_is_its_json_report_only(reports, stage: str) -> None:
         assert ON_STDERR[stage] in r.stderr
 
 
+@pytest.mark.parametrize("stage", STAGES)
+def test_report_shape_of_every_stage(reports, stage: str, workspace: Path) -> None:
+    """Each stage's real report has the one shape (elmo.stages.check_report: no stray, no missing key),
+    and names its outputs and metrics file relative to the workspace, as params.yaml does."""
+    from elmo.stages import check_report
+
+    assert reports[stage].returncode == 0, reports[stage].stderr[-3000:]
+    report = check_report(json.loads(reports[stage].stdout))
+    assert report["stage"] == stage
+    for path in [*report["outputs"].values(), *([report["metrics_file"]] if report["metrics_file"] else [])]:
+        assert not Path(path).is_absolute() and (workspace / path).exists(), path
+
+
 def test_messages_reach_stderr_through_one_logger(capsys) -> None:
     import logging
 

@@ -61,7 +61,7 @@ def two_tasks(tmp_path_factory, repo_root):
 def test_tsv_task_is_fetched_under_its_own_name(two_tasks) -> None:
     root, _, fetched, _, ynat_files = two_tasks
     data = root / "data/task/sentiment"
-    assert fetched["data_dir"] == "data/task/sentiment"
+    assert fetched["outputs"]["finetune.task.data_dir"] == "data/task/sentiment"
     manifest = json.loads((data / "manifest.json").read_text())
     assert manifest["files"]["train.tsv"]["records"] == 33 and manifest["files"]["dev.tsv"]["records"] == 9
     assert (data / "dev.tsv").read_bytes() == (FIXTURE / "dev.tsv").read_bytes()
@@ -75,7 +75,7 @@ def test_tsv_task_is_finetuned_into_its_own_model_and_run(two_tasks) -> None:
     from elmo.task.classifier import Classifier
 
     root, pfile, _, report, _ = two_tasks
-    assert report["out_dir"] == "models/sentiment" and not (root / "models/ynat").exists()
+    assert report["outputs"]["finetune.out_dir"] == "models/sentiment" and not (root / "models/ynat").exists()
     metrics = json.loads((root / "metrics/finetune/sentiment.json").read_text())
     assert metrics["labels"] == ["0", "1", "2"] and metrics["n_train"] == 33 and metrics["n_dev"] == 9
     clf = Classifier.load(root / "models/sentiment")

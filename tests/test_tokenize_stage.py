@@ -14,7 +14,7 @@ import yaml
 from elmo.errors import StageError
 from elmo.params import parse_params
 from elmo.stages import tokenize as stage
-from elmo.text import parallel
+from elmo.text import corpus, parallel
 
 TEXTS = [
     ("학교 급식 개선을 요청합니다", "아이들이 먹는 급식의 질이 너무 낮습니다. 개선을 부탁드립니다! 감사합니다."),
@@ -119,7 +119,7 @@ def test_byte_identical_across_runs_and_workers(ws: Path, monkeypatch: pytest.Mo
 
 def test_fan_out_shards_give_the_same_bytes(ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(parallel, "ROW_GROUP_ROWS", 5)
-    monkeypatch.setattr(stage, "FANOUT_SHARD_CHARS", 200)
+    monkeypatch.setattr(corpus, "FANOUT_SHARD_CHARS", 200)
     params = _params(workers=1)
     out = ws / "data/processed/sentences"
     stage.run(params, ws)

@@ -1,4 +1,5 @@
-"""The training batch of the biLM and the one function that builds it.
+"""The training batch of the biLM and the one function that builds it (:func:`collate_types`;
+:func:`encode_batch` for token lists and a vocabulary).
 
 Every sentence is wrapped as ``[<bos>, w1 … wn, <eos>]`` (T = n + 2 before padding). In a batch
 of B sentences padded to the longest, T:
@@ -24,6 +25,9 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
+
+from elmo.vocab.vocabulary import Vocabulary
+from elmo.vocab.words import WORD_SPECIALS
 
 PAD_TYPE, BOS_TYPE, EOS_TYPE = 0, 2, 3
 
@@ -82,3 +86,17 @@ def collate_types(seqs: Sequence[np.ndarray], type_chars: np.ndarray, type_words
         fwd_targets=torch.from_numpy(fwd),
         bwd_targets=torch.from_numpy(bwd),
     )
+
+
+def encode_batch(vocab: Vocabulary, sentences: Sequence[Sequence[str]]) -> Batch:
+    """A :class:`Batch` for raw token lists (each wrapped in <bos> … <eos>), their types looked up in
+    ``vocab`` (an out-of-vocabulary token keeps its characters, its word is <unk>)."""
+    index: dict[str, int] = {}
+    seqs = []
+    for sentence in sentences:
+        ids = np.empty(len(sentence), dtype=np.int64)
+        for i, token in enumerate(sentence):
+            ids[i] = index.setdefault(token, len(WORD_SPECIALS) + len(index))
+        seqs.append(ids)
+    type_chars, type_words = vocab.type_table(list(index))
+    return collate_types(seqs, type_chars, type_words)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from elmo.data.batch import encode_batch
 from elmo.data.sampler import length_batches
 from elmo.embed.scalar_mix import ScalarMix
 
@@ -118,12 +119,12 @@ class Elmo:
         for i, toks in enumerate(token_lists):
             if len(toks) == 0:
                 raise ValueError(f"sentence {i} has no tokens (ELMo needs at least one)")
-        batch = self.vocab.encode_batch([list(t) for t in token_lists])
+        batch = encode_batch(self.vocab, [list(t) for t in token_lists])
         chars, mask = batch.chars, batch.mask
         lengths = mask.sum(dim=1)
         expected = torch.tensor([len(t) + 2 for t in token_lists])
         if not torch.equal(lengths.cpu(), expected):
-            raise RuntimeError("Vocabulary.encode_batch must wrap each sentence as [<bos>, w1..wn, <eos>]")
+            raise RuntimeError("encode_batch must wrap each sentence as [<bos>, w1..wn, <eos>]")
         layers = self.bilm.layer_outputs(chars, mask)  # (L+1, B, T, 2P)
         return [layers[:, b, 1:int(n) - 1].float().clone() for b, n in enumerate(lengths)]
 

@@ -25,7 +25,8 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from elmo.params.base import ParamsError, Section
+from elmo.errors import ParamsError
+from elmo.params.base import Section
 from elmo.params.clean import CleanParams
 from elmo.params.crawl import CrawlParams
 from elmo.params.finetune import FinetuneParams, task_metrics_file, task_model_dir, task_paths

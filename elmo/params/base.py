@@ -40,10 +40,6 @@ def runtime_only_keys(model: type[BaseModel], prefix: str = "") -> tuple[str, ..
     return tuple(keys)
 
 
-class ParamsError(ValueError):
-    """A params file is missing, not YAML, or fails validation; the message names file and key."""
-
-
 def _leaves(annotation: Any) -> set[Any]:
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from elmo.params.base import ParamsError
+from elmo.errors import ParamsError
 from elmo.sources import source_kind
 
 PROTECTED = ("params.yaml", "dvc.yaml", "dvc.lock", ".git", ".dvc")  # at the workspace root

@@ -10,8 +10,8 @@
 * :mod:`elmo.registry.embedder` — the biLM's loader for serving (token lists -> ELMo vectors).
 * :mod:`elmo.registry.store` — registry versions, tags and alias moves (MLflow client).
 * :mod:`elmo.registry.champion` — the rule: the alias moves only to a strictly better version.
-* :mod:`elmo.registry.lockfile`, :mod:`elmo.registry.gitrepo` — reading dvc.lock, the git operations
-  (the DVC ones are :mod:`elmo.dvcrepo`, the project's one DVC adapter).
+* :mod:`elmo.registry.lockfile` — reading dvc.lock (the git operations are :mod:`elmo.gitrepo`, the
+  DVC ones :mod:`elmo.dvcrepo`, the project's one DVC adapter).
 
 Submodules import mlflow (and, through elmo.dvcrepo, dvc) lazily; importing this package is cheap.
 """

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from elmo import gitrepo
 from elmo.errors import StageError
 from elmo.params.register import RegisteredModelParams
-from elmo.registry import gitrepo, store
+from elmo.registry import store
 from elmo.registry.lockfile import LOCK_FILE, Lock, parse_lock
 from elmo.registry.register import norm
 

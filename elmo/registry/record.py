@@ -24,11 +24,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from elmo import dvcrepo
+from elmo import dvcrepo, gitrepo
 from elmo.errors import StageError
 from elmo.log import get_logger
 from elmo.params.flows import RecordParams
-from elmo.registry import gitrepo
 from elmo.registry.lockfile import LOCK_FILE, Lock, parse_lock, read_lock
 from elmo.workspace_lock import workspace_lock
 

@@ -28,13 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from elmo import dvcrepo
+from elmo import dvcrepo, gitrepo
 from elmo.dicts import flatten
 from elmo.errors import StageError
 from elmo.log import get_logger
 from elmo.params.mlflow import MlflowParams
 from elmo.params.register import RegisteredModelParams, RegisterParams
-from elmo.registry import champion, gitrepo, store
+from elmo.registry import champion, store
 from elmo.registry.lockfile import Lock, LockedStage, read_lock
 from elmo.registry.served import check_served
 

@@ -13,9 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from elmo import dvcrepo
+from elmo import dvcrepo, gitrepo
 from elmo.io import atomic_write_bytes, atomic_write_json
-from elmo.registry import gitrepo
 from elmo.registry.lockfile import LOCK_FILE, Lock
 
 PIPELINE_FILES = ("dvc.yaml", LOCK_FILE)

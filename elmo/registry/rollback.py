@@ -32,11 +32,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from elmo import dvcrepo
+from elmo import dvcrepo, gitrepo
 from elmo.errors import StageError
 from elmo.params.mlflow import MlflowParams
 from elmo.params.register import RegisteredModelParams, RegisterParams
-from elmo.registry import gitrepo, store
+from elmo.registry import store
 from elmo.registry.history import LockHistory, champions_at, version_at
 from elmo.registry.lockfile import Lock
 from elmo.registry.register import norm, say

@@ -11,9 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from elmo import dvcrepo
+from elmo import dvcrepo, gitrepo
 from elmo.errors import StageError
-from elmo.registry import gitrepo
 from elmo.registry.register import say
 from elmo.registry.restore import load_state, read, sha
 from elmo.registry.targets import Target

@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from elmo import gitrepo
 from elmo.errors import StageError
 from elmo.params.register import RegisteredModelParams, RegisterParams
-from elmo.registry import gitrepo, store
+from elmo.registry import store
 from elmo.registry.history import LockHistory, commit_of
 
 

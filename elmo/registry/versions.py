@@ -11,10 +11,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from elmo import gitrepo
 from elmo.errors import StageError
 from elmo.params.mlflow import MlflowParams
 from elmo.params.register import RegisterParams
-from elmo.registry import gitrepo, store
+from elmo.registry import store
 from elmo.registry.history import LockHistory, champions_at, commit_of, version_at
 
 

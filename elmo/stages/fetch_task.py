@@ -12,9 +12,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from elmo.crawl import FetchError, NotFound, RetryPolicy, VerifyError, fetch_file
+from elmo.crawl.source import overlap, source_kind
 from elmo.errors import StageError
 from elmo.io import atomic_write_json
 from elmo.log import get_logger
+from elmo.stages import stage_report
+from elmo.task.data import detect_format, read_records
 
 log = get_logger("fetch_task")
 MANIFEST = "manifest.json"
@@ -24,8 +28,6 @@ def file_location(source: str, name: str, root: Path, data_dir: Path | None = No
                   key: str = "finetune.tasks.ynat") -> str:
     """The URL or path of ``name`` in ``source``; a local source must not overlap ``data_dir``.
     ``key``: the task's params key, which messages name."""
-    from elmo.crawl.source import overlap, source_kind
-
     try:
         kind = source_kind(source)
     except ValueError as err:
@@ -44,8 +46,6 @@ def file_location(source: str, name: str, root: Path, data_dir: Path | None = No
 
 
 def run(params, root: Path) -> dict:
-    from elmo.crawl import FetchError, NotFound, RetryPolicy, fetch_file
-
     t = params.finetune.task
     key = f"finetune.tasks.{t.name}"
     out = root / t.data_dir
@@ -61,7 +61,7 @@ def run(params, root: Path) -> dict:
             previous = {}
     previous = previous if isinstance(previous, dict) else {}
     policy = RetryPolicy.from_params(t)
-    files, report = {}, {"source": t.source, "data_dir": t.data_dir, "files": {}}
+    files, report = {}, {"source": t.source, "files": {}}
     for name in (t.train_file, t.dev_file):
         url = file_location(t.source, name, root, key=key)
         prev = previous.get(name)
@@ -80,14 +80,11 @@ def run(params, root: Path) -> dict:
                                  "sha256": res.sha256}
         log.info("%s: %s (%d bytes)", name, res.status, res.bytes)
     atomic_write_json(manifest_path, {"source": t.source, "files": files})
-    return report
+    return stage_report("fetch_task", params, report)
 
 
 def _verifier_for(t, name: str):
     """The verifier of one file: its format is detected from ``name`` (the temp file has another suffix)."""
-    from elmo.crawl import VerifyError
-    from elmo.task.data import detect_format, read_records
-
     fmt = detect_format(Path(name), t.format)
 
     def verify(tmp: Path) -> dict:

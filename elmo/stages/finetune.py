@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from elmo.log import get_logger
+from elmo.stages import stage_report
 
 # Idle OpenMP threads sleep instead of spinning: on 2 cores shared with other work, spinning threads
 # made the biLM and the task model 3-4x slower (benchmarks/README.md). Takes effect when torch is
@@ -116,4 +117,4 @@ def run(params, root: Path) -> dict:
         opts = output_options(f, root)
         write_outputs(done, result, opts)
         tag_trained_model(opts.out_dir)  # register logs the model into this run (its source run)
-    return report(done, result, opts)
+    return stage_report("finetune", params, report(done, result, opts))

@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 from elmo.params import Params
+from elmo.stages import stage_report
 from elmo.train.outputs import PretrainPaths
 from elmo.train.run import PretrainOptions, pretrain
 
@@ -59,6 +60,5 @@ def run(params: Params, root: Path) -> dict:
     started = time.time()
     where = paths(params, root)
     result = pretrain(options(params), where, params.mlflow, root)
-    return {"stage": "pretrain", "out_dir": str(where.out_dir), "metrics_file": str(where.metrics),
-            "plots_dir": str(where.plots_dir), "checkpoints": result.checkpoints, "mlflow_run_id": result.run_id,
-            "seconds": round(time.time() - started, 1), **result.metrics}
+    return stage_report("pretrain", params, {"checkpoints": result.checkpoints, "mlflow_run_id": result.run_id,
+                                             "seconds": round(time.time() - started, 1), **result.metrics})

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from elmo.params import Params
+from elmo.registry.register import register_models
+from elmo.stages import stage_report
 
 
 def run(params: Params, root: Path) -> dict[str, Any]:
-    from elmo.registry.register import register_models
-
-    return register_models(params.register, params.mlflow, Path(root))
+    return stage_report("register", params, register_models(params.register, params.mlflow, Path(root)))

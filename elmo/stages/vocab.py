@@ -14,51 +14,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import polars as pl
 from tqdm import tqdm
 
-from elmo.contracts import SPLITS, TEXT_PIPELINE_FILE, TOKENIZER_FILE, sentences_polars_schema
+from elmo.contracts import SPLITS, TEXT_PIPELINE_FILE, TOKENIZER_FILE
 from elmo.data.arrays import build_arrays
-from elmo.data.tables import read_parquet_checked
 from elmo.errors import StageError
 from elmo.io import atomic_write_json
+from elmo.stages import stage_report
+from elmo.text import corpus
 from elmo.text.pipeline import TextPipeline
 from elmo.text.tokenizer import Tokenizer
-from elmo.vocab.build import build_vocabulary
-
-COLUMNS = sentences_polars_schema()
-
-
-def read_sentences(path: Path, *, required: bool) -> pl.DataFrame:
-    """One split of tokenized sentences, checked: no null or empty token lists, no bad tokens."""
-    df = read_parquet_checked(path, COLUMNS, produced_by="tokenize", allow_empty=not required)
-    lens = df["tokens"].list.len()
-    bad = df["tokens"].is_null() | (lens == 0)
-    if bad.any():
-        i = int(bad.arg_true()[0])
-        raise StageError(f"{path}: petition {df['petition_idx'][i]} sentence {df['sentence_idx'][i]}: "
-                         f"field tokens is empty or null ({int(bad.sum())} rows)")
-    flat = df.select(pl.col("tokens").explode())["tokens"]
-    bad_tok = flat.is_null() | (flat.str.len_chars() == 0) | flat.str.contains(r"\s")
-    if bad_tok.any():
-        pos = int(bad_tok.arg_true()[0])
-        row = int((lens.cum_sum() <= pos).sum())
-        raise StageError(f"{path}: petition {df['petition_idx'][row]} sentence {df['sentence_idx'][row]}: "
-                         f"field tokens holds a null, empty or whitespace-containing token {flat[pos]!r}")
-    return df
-
-
-def _coverage(st: dict) -> dict:
-    tokens = st["tokens"]
-    return {
-        "sentences": st["sentences"],
-        "tokens": tokens,
-        "oov_tokens": st["oov_tokens"],
-        "coverage": round(1 - st["oov_tokens"] / tokens, 6) if tokens else None,
-        "oov_rate": round(st["oov_tokens"] / tokens, 6) if tokens else None,
-        "truncated_tokens": st["truncated_tokens"],
-        "unk_char_rate": round(st["unk_units"] / st["units"], 6) if st["units"] else None,
-    }
+from elmo.vocab.build import build_vocabulary, coverage
 
 
 def run(params, root: Path) -> dict:
@@ -78,7 +44,7 @@ def run(params, root: Path) -> dict:
                          f"{tok_path}'s {tokenizer} (rerun `elmo tokenize`)")
     with tqdm(total=3, desc="vocab", unit="step", bar_format="{desc}: {n}/{total}{postfix} [{elapsed}]") as bar:
         bar.set_postfix_str("reading and checking the tokenized splits")
-        tables = {s: read_sentences(in_dir / f"{s}.parquet", required=(s == "train")) for s in SPLITS}
+        tables = {s: corpus.read_sentences(in_dir / f"{s}.parquet", required=(s == "train")) for s in SPLITS}
         bar.update()
         bar.set_postfix_str(f"counting {tables['train'].height:,} train sentences")
         vocab, counts = build_vocabulary(
@@ -97,8 +63,7 @@ def run(params, root: Path) -> dict:
                   "train_types_kept": vocab.size - 4},
         "chars": {"unit": p.char_unit, "size": vocab.char_size, "min_count": p.char_min_count,
                   "max_chars_per_token": p.max_chars_per_token},
-        "splits": {s: _coverage(st) for s, st in stats.items()},
+        "splits": {s: coverage(st) for s, st in stats.items()},
     }
     atomic_write_json(root / p.metrics, metrics)
-    return {"stage": "vocab", "out_dir": str(root / p.out_dir), "arrays_dir": str(root / p.arrays_dir),
-            "metrics_file": str(root / p.metrics), **metrics}
+    return stage_report("vocab", params, metrics)

@@ -30,6 +30,7 @@ import torch
 
 from elmo.budget import CLOCK, STEPS, step_pause
 from elmo.contracts import TEXT_PIPELINE_FILE
+from elmo.data.batch import encode_batch
 from elmo.data.sampler import length_batches
 from elmo.embed.cache import model_fingerprint, tokens_fingerprint
 from elmo.errors import StageError
@@ -91,7 +92,7 @@ def perplexity(bilm, vocab, token_lists: list[list[str]], batch_tokens: int = 40
     sum over batches (as the adapted biLMs already saved record it)."""
     nll, n = 0.0, 0
     lengths = np.array([len(t) for t in token_lists])
-    batches = (vocab.encode_batch([token_lists[i] for i in idx])
+    batches = (encode_batch(vocab, [token_lists[i] for i in idx])
                for idx in _batches(lengths, batch_tokens, np.random.default_rng(0)))
     for loss in exact_losses(bilm, batches, progress=False):
         nll += float(loss.nll_fwd + loss.nll_bwd)
@@ -147,7 +148,7 @@ def adapt_bilm(bilm_dir: str | Path, token_lists: list[list[str]], out_dir: str 
                     break
                 for g in opt.param_groups:
                     g["lr"] = opts.lr * slanted_triangular(step, opts.max_steps, opts.cut_frac, opts.ratio)
-                b = vocab.encode_batch([train[i] for i in idx])
+                b = encode_batch(vocab, [train[i] for i in idx])
                 loss = bilm.loss(bilm(b.chars, b.mask), b.fwd_targets, b.bwd_targets)
                 opt.zero_grad()
                 loss.loss.backward()

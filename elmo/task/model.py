@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from elmo.data.batch import encode_batch
 from elmo.embed.scalar_mix import ScalarMix
 from elmo.model.bilm import check_mask, reverse_padded
 
@@ -154,5 +155,5 @@ class BiLMTaskModel(nn.Module):
         if data.tokens is None:
             raise ValueError("a biLM task model needs the data's token lists (TaskData.tokens)")
         _, words, mask = data.batch(idx, False)
-        b = self.vocab.encode_batch([data.tokens[i] for i in idx])
+        b = encode_batch(self.vocab, [data.tokens[i] for i in idx])
         return b.chars, b.mask, words, mask

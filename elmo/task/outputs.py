@@ -173,7 +173,7 @@ def track(run: FinetuneRun, result: dict[str, Any], opts: OutputOptions) -> None
 def report(run: FinetuneRun, result: dict[str, Any], opts: OutputOptions) -> dict[str, Any]:
     """The stage's JSON report (stdout of `elmo finetune`)."""
     main: Trained = result["main"]
-    return {"out_dir": opts.out_name, "bilm_mode": opts.bilm_mode, "macro_f1": result["main_dev"]["macro_f1"],
+    return {"bilm_mode": opts.bilm_mode, "macro_f1": result["main_dev"]["macro_f1"],
             "accuracy": result["main_dev"]["accuracy"], "best_epoch": main.fit.best_epoch, "ended_by": ended_by(run),
             "comparison": {r["name"]: round(r["macro_f1"], 4) for r in result["comparison"]},
             "seconds_total": round(result["seconds_total"], 1)}

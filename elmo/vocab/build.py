@@ -31,3 +31,17 @@ def build_vocabulary(train: pl.DataFrame, *, min_count: int, max_size: int, char
                             n_sentences=train.height, n_tokens=int(counts["count"].sum()))
     chars = CharVocab.build(char_unit, pairs, max_chars_per_token, min_count=char_min_count)
     return Vocabulary(words, chars, tokenizer), counts
+
+
+def coverage(st: dict) -> dict:
+    """One split's coverage metrics from its counts (build_arrays' per-split stats)."""
+    tokens = st["tokens"]
+    return {
+        "sentences": st["sentences"],
+        "tokens": tokens,
+        "oov_tokens": st["oov_tokens"],
+        "coverage": round(1 - st["oov_tokens"] / tokens, 6) if tokens else None,
+        "oov_rate": round(st["oov_tokens"] / tokens, 6) if tokens else None,
+        "truncated_tokens": st["truncated_tokens"],
+        "unk_char_rate": round(st["unk_units"] / st["units"], 6) if st["units"] else None,
+    }

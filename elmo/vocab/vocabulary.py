@@ -13,7 +13,7 @@ A vocabulary directory (``data/processed/vocab/``, copied into every model) hold
 >>> vocab = Vocabulary.load("data/processed/vocab")
 >>> vocab.word_ids(["청원", "합니다"])          # (n,) int64
 >>> vocab.char_ids(["청원", "합니다"])          # (n, max_chars_per_token) int64
->>> batch = vocab.encode_batch([["청원", "합니다", "."]])   # elmo.data.batch.Batch
+>>> vocab.type_table(["청원", "합니다"])         # (type_chars, type_words) for elmo.data.batch.encode_batch
 """
 
 from __future__ import annotations
@@ -161,17 +161,3 @@ class Vocabulary:
         type_chars = np.concatenate([self.special_char_rows(), self.chars.encode_many(types)])
         type_words = np.concatenate([np.arange(len(WORD_SPECIALS), dtype=np.int64), self.word_ids(types)])
         return type_chars, type_words
-
-    def encode_batch(self, sentences: Sequence[Sequence[str]]):
-        """A :class:`~elmo.data.batch.Batch` for raw token lists (each wrapped in <bos> … <eos>)."""
-        from elmo.data.batch import collate_types
-
-        index: dict[str, int] = {}
-        seqs = []
-        for sentence in sentences:
-            ids = np.empty(len(sentence), dtype=np.int64)
-            for i, token in enumerate(sentence):
-                ids[i] = index.setdefault(token, len(WORD_SPECIALS) + len(index))
-            seqs.append(ids)
-        type_chars, type_words = self.type_table(list(index))
-        return collate_types(seqs, type_chars, type_words)

@@ -1,4 +1,5 @@
-"""The few git operations the registry and rollback need (plain ``git`` subprocesses).
+"""The project's one git helper: the few git operations tracking (a run's commit), the registry,
+record and rollback need (plain ``git`` subprocesses; the DVC ones are :mod:`elmo.dvcrepo`).
 
 Rollback never runs ``git checkout``: it reads file contents from a commit (``git show``) and
 writes them into the working tree, so the index, HEAD and every other file stay as they were.
