@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,13 +26,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from elmo.budget import CLOCK, STEPS, step_pause
 from elmo.contracts import TEXT_PIPELINE_FILE
 from elmo.data.batch import encode_batch
 from elmo.data.sampler import length_batches
 from elmo.embed.cache import model_fingerprint, tokens_fingerprint
 from elmo.errors import StageError
 from elmo.model.perplexity import exact_losses, perplexity as lm_perplexity
+from elmo.task.loop import TrainLoop
 from elmo.train.schedule import slanted_triangular
 
 FORMAT = "elmo-ko/adapted-bilm-v2"  # v2: meta.adapt has ended_by, no timings
@@ -103,8 +101,6 @@ def perplexity(bilm, vocab, token_lists: list[list[str]], batch_tokens: int = 40
 def adapt_bilm(bilm_dir: str | Path, token_lists: list[list[str]], out_dir: str | Path, opts: AdaptOptions,
                log: Callable[[str], None] = print) -> AdaptResult:
     """The biLM of ``bilm_dir`` adapted on ``token_lists``, saved to ``out_dir`` (reused when its key matches)."""
-    from tqdm.auto import tqdm
-
     from elmo.model import BiLM, vocab_dir
     from elmo.model.files import read_config
     from elmo.vocab import Vocabulary
@@ -136,35 +132,27 @@ def adapt_bilm(bilm_dir: str | Path, token_lists: list[list[str]], out_dir: str 
     ppl_before = perplexity(bilm, vocab, held) if held else float("nan")
     torch.manual_seed(opts.seed)
     bilm.train()
-    params = [p for p in bilm.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=opts.lr)
+    opt = torch.optim.Adam([p for p in bilm.parameters() if p.requires_grad], lr=opts.lr)
+    loop = TrainLoop(opt, grad_clip=opts.grad_clip, max_steps=opts.max_steps,
+                     max_seconds=opts.max_minutes * 60 if opts.max_minutes else None, log=log, name="adapt",
+                     lr_factor=lambda step: slanted_triangular(step, opts.max_steps, opts.cut_frac, opts.ratio))
     lengths = np.array([len(t) for t in train])
-    t0, step, tokens, losses = time.perf_counter(), 0, 0, []
-    deadline = t0 + opts.max_minutes * 60 if opts.max_minutes else math.inf
-    with tqdm(total=opts.max_steps, desc="adapt biLM", unit="step", mininterval=2.0) as bar:
-        while step < opts.max_steps and time.perf_counter() < deadline:
-            for idx in _batches(lengths, opts.batch_tokens, rng):
-                if step >= opts.max_steps or time.perf_counter() >= deadline:
-                    break
-                for g in opt.param_groups:
-                    g["lr"] = opts.lr * slanted_triangular(step, opts.max_steps, opts.cut_frac, opts.ratio)
-                b = encode_batch(vocab, [train[i] for i in idx])
-                loss = bilm.loss(bilm(b.chars, b.mask), b.fwd_targets, b.bwd_targets)
-                opt.zero_grad()
-                loss.loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, opts.grad_clip)
-                opt.step()
-                step_pause()
-                losses.append(float(loss.loss.detach()))
-                tokens += loss.n_fwd
-                step += 1
-                bar.update(1)
-                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-    seconds = time.perf_counter() - t0
+
+    def lm_loss(idx: np.ndarray):
+        b = encode_batch(vocab, [train[i] for i in idx])
+        loss = bilm.loss(bilm(b.chars, b.mask), b.fwd_targets, b.bwd_targets)
+        return loss.loss, loss.n_fwd
+
+    tokens = 0
+    with loop.progress("adapt biLM", opts.max_steps):
+        for _ in loop.epochs():
+            for idx in loop.take(_batches(lengths, opts.batch_tokens, rng)):
+                tokens += loop.step(lambda: lm_loss(idx))[1]
+    step, seconds = loop.steps, loop.clock.elapsed()
     ppl_after = perplexity(bilm, vocab, held) if held else float("nan")
     info = {"key": key, "format": FORMAT, "source_fingerprint": model_fingerprint(bilm_dir),
             "source": read_config(bilm_dir).get("meta", {}), "texts": len(token_lists), "heldout_texts": n_held,
-            "steps": step, "ended_by": STEPS if step >= opts.max_steps else CLOCK, "tokens": tokens,
+            "steps": step, "ended_by": loop.ended_by, "tokens": tokens,
             "heldout_ppl_before": round(ppl_before, 4), "heldout_ppl_after": round(ppl_after, 4),
             "chars_added": added, "options": asdict(opts)}
     timing = {"seconds": round(seconds, 2), "tokens_per_s": round(tokens / max(seconds, 1e-9), 1)}

@@ -21,8 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from elmo.budget import CLOCK, EARLY_STOP, EPOCHS, step_pause
+from elmo.budget import CLOCK, EARLY_STOP, EPOCHS
 from elmo.data.sampler import length_batches
+from elmo.task.loop import TrainLoop
 from elmo.task.metrics import probs_metrics
 from elmo.task.model import TaskModel
 from elmo.train.schedule import UnfreezePlan, bilm_layer_groups, set_trainable, slanted_triangular
@@ -91,13 +92,16 @@ class FitResult:
     best_heldout: dict[str, Any]  # classification_metrics of the selected epoch on the held-out slice
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
-    stopped_early: bool = False  # patience ran out before max_epochs
-    out_of_time: bool = False  # the opt-in time budget (max_seconds) ended training before max_epochs
+    ended_by: str = EPOCHS  # early_stop (patience ran out before max_epochs) | clock (max_seconds) | epochs
 
     @property
-    def ended_by(self) -> str:
-        """``early_stop`` | ``clock`` | ``epochs`` (elmo/budget.py)."""
-        return EARLY_STOP if self.stopped_early else CLOCK if self.out_of_time else EPOCHS
+    def stopped_early(self) -> bool:
+        return self.ended_by == EARLY_STOP
+
+    @property
+    def out_of_time(self) -> bool:
+        """The opt-in time budget (max_seconds) ended training before max_epochs."""
+        return self.ended_by == CLOCK
 
 
 @dataclass(frozen=True)
@@ -157,46 +161,35 @@ def fit(model: TaskModel, train: TaskData, heldout: TaskData, labels: list[str],
     such epochs in a row training stops. ``unfreeze`` (a :class:`BiLMTaskModel` only): discriminative
     learning rates per biLM layer group and gradual unfreezing, top group first.
     """
-    from tqdm.auto import tqdm
-
     opts = FitOptions(**options)
     torch.manual_seed(opts.seed)
     rng = np.random.default_rng(opts.seed)
     opt, groups = make_optimizer(model, opts, unfreeze)
-    base_lrs = [g["lr"] for g in opt.param_groups]
     lengths = [len(w) for w in train.words]
-    steps_per_epoch = len(make_batches(lengths, opts.batch_size, None))
-    total_steps, step = opts.max_epochs * steps_per_epoch, 0
+    total_steps = opts.max_epochs * len(make_batches(lengths, opts.batch_size, None))
+    stlr = (lambda step: slanted_triangular(step, total_steps, opts.stlr_cut_frac, opts.stlr_ratio)) \
+        if opts.schedule == "stlr" else None
+    loop = TrainLoop(opt, grad_clip=opts.grad_clip, lr_factor=stlr, max_epochs=opts.max_epochs,
+                     max_seconds=opts.max_seconds, log=log, name=name)
     best_f1, best_state, best_epoch, best_metrics = -1.0, None, 0, None
     history: list[dict[str, float]] = []
-    bad_epochs, start, stopped, out_of_time = 0, time.perf_counter(), False, False
-    for epoch in range(1, opts.max_epochs + 1):
+    bad_epochs = 0
+    for epoch in loop.epochs():
         t0 = time.perf_counter()
         if groups is not None:
             flags = unfreeze.trainable(epoch)
             set_trainable(groups, flags)
             log(f"{name} epoch {epoch}: biLM groups trained (top first): {flags}")
         model.train()
-        params = [p for g in opt.param_groups for p in g["params"] if p.requires_grad]
         total_loss, correct, seen = 0.0, 0, 0
         batches = make_batches(lengths, opts.batch_size, rng)
-        for idx in tqdm(batches, desc=f"{name} epoch {epoch}", unit="batch", leave=False, mininterval=2.0):
-            if opts.schedule == "stlr":
-                m = slanted_triangular(step, total_steps, opts.stlr_cut_frac, opts.stlr_ratio)
-                for g, base in zip(opt.param_groups, base_lrs):
-                    g["lr"] = base * m
-            y = torch.from_numpy(train.labels[idx])
-            logits = model(*model.batch_inputs(train, idx))
-            loss = nn.functional.cross_entropy(logits, y)
-            opt.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(params, opts.grad_clip)
-            opt.step()
-            step_pause()
-            step += 1
-            total_loss += float(loss.detach()) * len(idx)
-            correct += int((logits.argmax(-1) == y).sum())
-            seen += len(idx)
+        with loop.progress(f"{name} epoch {epoch}", len(batches), leave=False):
+            for idx in loop.take(batches):
+                y = torch.from_numpy(train.labels[idx])
+                loss, logits = loop.step(lambda: classify(model, train, idx, y))
+                total_loss += loss * len(idx)
+                correct += int((logits.argmax(-1) == y).sum())
+                seen += len(idx)
         train_s = time.perf_counter() - t0
         metrics, heldout_loss = evaluate(model, heldout, labels)
         row = {"epoch": epoch, "lr": opt.param_groups[0]["lr"], "train_loss": total_loss / seen,
@@ -216,18 +209,18 @@ def fit(model: TaskModel, train: TaskData, heldout: TaskData, labels: list[str],
         else:
             bad_epochs += 1
             if bad_epochs >= opts.patience:
-                stopped = epoch < opts.max_epochs
+                loop.stop_early()
                 break
             if opts.schedule == "plateau":
                 for group in opt.param_groups:
                     group["lr"] *= opts.lr_decay
-        elapsed = time.perf_counter() - start
-        if opts.max_seconds and epoch < opts.max_epochs and elapsed + row["epoch_s"] > opts.max_seconds:
-            log(f"{name}: stopping after epoch {epoch}: another epoch would pass the time budget "
-                f"({elapsed:.0f}s used of {opts.max_seconds:.0f}s)")
-            out_of_time = True
-            break
     model.load_state_dict(best_state)
     model.eval()
     return FitResult(best_epoch=best_epoch, best_heldout=best_metrics, history=history,
-                     seconds=time.perf_counter() - start, stopped_early=stopped, out_of_time=out_of_time)
+                     seconds=loop.clock.elapsed(), ended_by=loop.ended_by)
+
+
+def classify(model: TaskModel, data: TaskData, idx: np.ndarray, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training loss of items ``idx`` (cross-entropy against ``y``), and their logits."""
+    logits = model(*model.batch_inputs(data, idx))
+    return nn.functional.cross_entropy(logits, y), logits
