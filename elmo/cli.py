@@ -13,11 +13,16 @@ import importlib
 import json
 import re
 import sys
+import threading
 from pathlib import Path
 
 import typer
 
-from elmo.params import DEFAULT_PARAMS_FILE
+from elmo.errors import USER_ERRORS, Interrupted, signals_as_interrupt
+from elmo.log import configure, stdout_to_stderr
+from elmo.params import DEFAULT_PARAMS_FILE, ParamsError, load_params, set_params
+from elmo.params.guard import Use, check_command, check_replace, check_stage, check_stages
+from elmo.registry.record import repro_and_record
 
 
 def plain_help(text: str | None) -> str | None:
@@ -62,11 +67,6 @@ def run_stage(name: str, params_file: str = DEFAULT_PARAMS_FILE, root: Path | No
     Ctrl-C and SIGTERM stop the stage the same way (elmo.errors.signals_as_interrupt): its cleanup
     runs (temporaries, worker processes, the MLflow run marked KILLED) and it raises
     :class:`Interrupted` (exit 130)."""
-    from elmo.errors import Interrupted, signals_as_interrupt
-    from elmo.log import configure
-    from elmo.params import ParamsError, load_params
-    from elmo.params.guard import check_stage
-
     configure()
     params = load_params(params_file, task)
     if name in TASK_STAGES and task is None and len(params.finetune.tasks) > 1:
@@ -102,9 +102,6 @@ def _stage_command(name: str, help_text: str) -> None:
 
 
 def _run_stage_command(name: str, params: str, task: str | None = None) -> None:
-    from elmo.errors import USER_ERRORS
-    from elmo.log import stdout_to_stderr
-
     try:
         with stdout_to_stderr():  # stdout carries the JSON report only (elmo/log.py)
             report = run_stage(name, params, task=task)
@@ -129,11 +126,6 @@ def repro(
 ) -> None:
     """`dvc repro`, then record the run: a git commit of what it changed (dvc.lock, params.yaml, metrics,
     plots) and `dvc push` (params flows.record). One run at a time per workspace."""
-    from elmo.errors import USER_ERRORS
-    from elmo.log import configure, stdout_to_stderr
-    from elmo.params import load_params
-    from elmo.registry.record import repro_and_record
-
     configure()
     try:
         with stdout_to_stderr():  # dvc's and the stages' output go to stderr; stdout is the record's report
@@ -158,12 +150,7 @@ def embed(
 
     --out never lands on FILE, the biLM, params.yaml, dvc.yaml, dvc.lock, .git or .dvc, never replaces a
     directory, and replaces an existing file only if embed wrote it (or with --force)."""
-    from elmo.errors import USER_ERRORS
-
     try:
-        from elmo.params import load_params
-        from elmo.params.guard import Use, check_command, check_replace
-
         p = load_params(params)
         dest = out or file.with_name(file.name + ".elmo.npz")
         uses = [Use("FILE", str(file)), Use("--out", str(dest), "file")]
@@ -193,10 +180,7 @@ def predict(
     params: str = ParamsOpt,
 ) -> None:
     """Classify texts: prints each one's label and class probabilities."""
-    from elmo.errors import USER_ERRORS
-
     try:
-        from elmo.params import load_params
         from elmo.task.classifier import Classifier
 
         results = Classifier.load(model or load_params(params, task).finetune.out_dir).predict(texts)
@@ -226,9 +210,6 @@ def rollback(
     out its data and models (`dvc checkout`, fetching from the DVC remote what the cache lacks)
     and points `champion` at it. Refuses, changing nothing, on uncommitted changes or missing data.
     """
-    from elmo.errors import USER_ERRORS
-    from elmo.params import load_params
-
     if list_ == (to is not None):
         _fail(typer.BadParameter("give exactly one of --list or --to"))
     try:
@@ -240,8 +221,6 @@ def rollback(
             out = (json.dumps(rows, ensure_ascii=False, indent=2) if as_json
                    else versions.format_versions(rows, p.register))
         else:
-            from elmo.params.guard import check_stage
-
             check_stage("rollback", p, Path.cwd(), params)  # its state file never lands on an input
             report = rb.rollback(p.register, p.mlflow, Path.cwd(), to)
             out = json.dumps(report, ensure_ascii=False, indent=2, default=str)
@@ -253,8 +232,6 @@ def rollback(
 @params_app.command("show")
 def params_show(params: str = ParamsOpt) -> None:
     """Print the validated params, defaults filled in."""
-    from elmo.params import load_params
-
     try:
         p = load_params(params)
     except Exception as err:  # ParamsError
@@ -266,9 +243,6 @@ def params_show(params: str = ParamsOpt) -> None:
 def params_set(assignments: list[str], params: str = ParamsOpt) -> None:
     """Set dotted.key=value pairs in params.yaml (validated, and every output checked against the
     workspace, before writing)."""
-    from elmo.params import ParamsError, set_params
-    from elmo.params.guard import check_stages
-
     try:
         set_params(params, assignments, check=lambda p: check_stages(p, Path.cwd(), Path(params).resolve()))
     except (ParamsError, OSError) as err:
@@ -282,9 +256,6 @@ def serve_dir(
     port: int = typer.Option(8765, min=0, max=65535, help="port on 127.0.0.1 (0: any free port)"),
 ) -> None:
     """Serve a local directory (e.g. the offline mirror) over HTTP on 127.0.0.1 until interrupted."""
-    import threading
-
-    from elmo.errors import signals_as_interrupt
     from elmo.httpserve import serve_directory
 
     if not directory.is_dir():

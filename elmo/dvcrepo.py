@@ -29,6 +29,8 @@ import contextlib
 import hashlib
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,8 +121,6 @@ def address(stage: Any) -> str:
     """The stage's name as ``dvc repro`` takes it in the workspace root (``dvc.yaml`` there:
     just the name; a dvc.yaml elsewhere: ``sub/dvc.yaml:name``). DVC's own ``addressing`` is
     relative to the current directory, which need not be the workspace."""
-    import os
-
     rel = os.path.relpath(stage.path, stage.repo.root_dir)
     name = getattr(stage, "name", None)
     if name is None:  # a .dvc file
@@ -236,9 +236,6 @@ def workspace_outputs(repo, stages: set[str] | None = None) -> list[OutState]:
 def repro(root: str | Path) -> None:
     """``dvc repro`` of the whole pipeline in ``root`` as a subprocess (its output is the user's), with
     this interpreter's bin/ first on PATH so the stages' ``elmo`` is this installation's."""
-    import subprocess
-    import sys
-
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     rc = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=root, env=env).returncode
     if rc == 130 or rc < 0:

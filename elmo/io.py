@@ -7,6 +7,7 @@ This is the one place the project does it; stages use these helpers instead of `
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -109,8 +110,6 @@ def model_directory(directory: str | Path, *, config: dict[str, Any], weights: d
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    import hashlib
-
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
@@ -123,8 +122,6 @@ def sha256_dir(path: str | Path) -> str:
     each with the file's sha256. Names and bytes only (not times, permissions or where it lives), so
     the same model directory hashes the same in any workspace: the MLflow training run of a model
     is tagged with it (elmo/tracking.py), and register finds that run by it."""
-    import hashlib
-
     root = Path(path)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: not a directory")

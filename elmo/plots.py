@@ -8,7 +8,10 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
+from importlib.resources import files
 from pathlib import Path
+
+import numpy as np
 
 from elmo.io import atomic_path, atomic_write_text
 
@@ -21,8 +24,6 @@ def _korean_font():
         import koreanize_matplotlib  # noqa: F401 - registers NanumGothic with matplotlib
     except ImportError:
         return None
-    from importlib.resources import files
-
     path = files("koreanize_matplotlib") / "fonts" / "NanumGothic.ttf"
     return font_manager.FontProperties(fname=str(path)) if path.is_file() else None
 
@@ -33,7 +34,6 @@ def confusion_png(path: str | Path, matrix: Sequence[Sequence[int]], labels: Seq
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     cm = np.asarray(matrix, dtype=float)
     rates = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)

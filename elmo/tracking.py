@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,10 @@ from typing import Any
 from elmo import gitrepo
 from elmo.dicts import flatten
 from elmo.errors import StageError
+from elmo.io import sha256_dir
+from elmo.log import get_logger
 from elmo.params.mlflow import MlflowParams
+from elmo.workspace_lock import stage_lock
 
 
 def resolve_tracking_uri(p: MlflowParams, root: Path) -> str:
@@ -64,8 +68,6 @@ def start_run(p: MlflowParams, root: Path, *, stage: str, params: dict[str, Any]
     """
     import mlflow
 
-    from elmo.workspace_lock import stage_lock
-
     root = Path(root)
     with stage_lock(root, stage):
         exp_id = configure(p, root)
@@ -93,8 +95,6 @@ def mark_killed_runs(experiment_id: str, stage: str, workspace: str, *, local_st
     """Mark KILLED the runs of ``stage`` in ``workspace`` on this host still RUNNING; the caller holds
     the stage's lock, so their process is gone. Runs without these tags (older ones) count when the
     store is the workspace's own SQLite file. Returns their ids."""
-    from elmo.log import get_logger
-
     c = client()
     host = socket.gethostname()
     runs = c.search_runs([experiment_id], filter_string=f"tags.`elmo.stage` = '{stage}' and "
@@ -125,8 +125,6 @@ def client(tracking_uri: str | None = None):
 
 def log_metric_rows(client, run_id: str, step: int, metrics: dict[str, float]) -> None:
     """One step's metrics into run ``run_id``, in batches of MLflow's maximum size (1000)."""
-    import time
-
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
@@ -240,8 +238,6 @@ MODEL_TAG = "elmo.model_sha256"
 def tag_trained_model(model_dir: Path) -> str:
     """Tag the active run as the one that trained ``model_dir`` (call it after the model is written)."""
     import mlflow
-
-    from elmo.io import sha256_dir
 
     digest = sha256_dir(model_dir)
     mlflow.set_tag(MODEL_TAG, digest)

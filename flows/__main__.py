@@ -12,8 +12,11 @@ a temporary in-process server over the same database (.prefect/prefect.db).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import sys
 import threading
 from pathlib import Path
 from typing import Optional
@@ -22,6 +25,8 @@ import typer
 
 import flows  # noqa: F401 - sets PREFECT_HOME before Prefect is imported
 from elmo.errors import USER_ERRORS
+from flows.server import api_url as local_api, is_up, local_server
+from flows.workspace import resolve_root, workspace_params
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
@@ -37,8 +42,6 @@ def _fail(err: BaseException, code: int = 2) -> None:
 
 
 def _workspace(root: Optional[Path]):
-    from flows.workspace import resolve_root, workspace_params
-
     try:
         workspace = resolve_root(root)
         return workspace, workspace_params(workspace)
@@ -49,8 +52,6 @@ def _workspace(root: Optional[Path]):
 def _use_api(url: str) -> None:
     """Point Prefect at ``url``. Prefect reads its settings when first imported, and nothing in
     this module imports it before this is called."""
-    import sys
-
     assert "prefect" not in sys.modules, "Prefect was imported before its API URL was chosen"
     os.environ["PREFECT_API_URL"] = url
 
@@ -64,8 +65,6 @@ def run(
     api_url: Optional[str] = ApiOpt,
 ) -> None:
     """Run the pipeline flow once: every stage DVC says changed; the rest are cache hits."""
-    from flows.server import api_url as local_api, is_up
-
     workspace, params = _workspace(root)
     url = api_url or os.environ.get("PREFECT_API_URL")
     if url is None and is_up(local_api(params.flows.server_port)):
@@ -86,8 +85,6 @@ def run(
 @app.command()
 def server(root: Optional[Path] = RootOpt, port: Optional[int] = PortOpt) -> None:
     """Start the project's Prefect server (API + UI) on 127.0.0.1 and keep it up until Ctrl-C."""
-    from flows.server import api_url as local_api, is_up, local_server
-
     port = port or _workspace(root)[1].flows.server_port
     if is_up(local_api(port)):
         typer.echo(f"a Prefect server already answers at {local_api(port)}")
@@ -103,10 +100,6 @@ def server(root: Optional[Path] = RootOpt, port: Optional[int] = PortOpt) -> Non
 @app.command()
 def serve(root: Optional[Path] = RootOpt, port: Optional[int] = PortOpt, api_url: Optional[str] = ApiOpt) -> None:
     """Serve the nightly and monthly deployments until Ctrl-C (the flows run in this process's venv)."""
-    import contextlib
-
-    from flows.server import local_server
-
     workspace, params = _workspace(root)
     _stop_on_sigterm()
     url = api_url or os.environ.get("PREFECT_API_URL")
@@ -129,8 +122,6 @@ def deploy(
     api_url: Optional[str] = ApiOpt,
 ) -> None:
     """Register the deployments with a work pool (run them with `prefect worker start --pool NAME`)."""
-    from flows.server import api_url as local_api, is_up
-
     workspace, params = _workspace(root)
     url = api_url or os.environ.get("PREFECT_API_URL") or local_api(port or params.flows.server_port)
     if not is_up(url):
@@ -148,8 +139,6 @@ def _stop_on_sigterm() -> None:
     SIGINT is set explicitly: a process started in the background by a non-interactive shell
     inherits SIGINT ignored, and would otherwise never see Ctrl-C/``kill -INT``.
     """
-    import signal
-
     def on_term(signum, frame):
         raise KeyboardInterrupt
 

@@ -23,6 +23,8 @@ from typing import Any
 
 from prefect.cache_policies import CachePolicy
 from prefect.context import TaskRunContext
+from prefect.logging import get_run_logger
+from prefect.results import get_result_store
 
 from elmo.dvcrepo import StageState, stage_state
 
@@ -45,8 +47,6 @@ class DvcStageCache(CachePolicy):
 
     def compute_key(self, task_ctx: TaskRunContext, inputs: dict[str, Any], flow_parameters: dict[str, Any],
                     **kwargs: Any) -> str | None:
-        from prefect.logging import get_run_logger
-
         state = stage_state(inputs["root"], inputs["stage"])
         log = get_run_logger()
         if state.key:
@@ -62,8 +62,6 @@ def record(state: StageState, result: Any) -> bool:
     Returns False (and stores nothing) when DVC still reports the stage changed, e.g. a stage that
     is ``always_changed``: such a stage is never a cache hit, as DVC always reruns it.
     """
-    from prefect.results import get_result_store
-
     if not state.key:
         return False
     get_result_store().write(result, key=state.key)

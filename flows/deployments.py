@@ -16,12 +16,19 @@ Two ways to run them (README, "Orchestration with Prefect"):
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from prefect import Flow
+from prefect.client.orchestration import get_client
+from prefect.deployments.runner import EntrypointType
+from prefect.runner import Runner
+from prefect.schedules import Cron
+
 from elmo.params.flows import FlowsParams
-from flows import PROJECT_ROOT
+from flows import PROJECT_ROOT, pipeline
 
 TAGS = ["elmo-ko"]
 
@@ -35,8 +42,6 @@ class Spec:
     parameters: tuple[tuple[str, Any], ...] = ()
 
     def flow_object(self):
-        from flows import pipeline
-
         return getattr(pipeline, self.flow)
 
 
@@ -50,8 +55,6 @@ SPECS = (
 
 
 def _schedule(spec: Spec, p: FlowsParams):
-    from prefect.schedules import Cron
-
     return Cron(getattr(p, spec.cron_param), timezone=p.timezone)
 
 
@@ -61,8 +64,6 @@ def _parameters(spec: Spec, root: Path) -> dict[str, Any]:
 
 def build(root: Path, p: FlowsParams) -> list:
     """RunnerDeployments for :func:`prefect.serve` (the flows run in the serving process's venv)."""
-    from prefect.deployments.runner import EntrypointType
-
     return [
         spec.flow_object().to_deployment(
             name=spec.name,
@@ -85,10 +86,6 @@ def serve(root: Path, p: FlowsParams) -> None:
     Ctrl-C (Prefect's own SIGTERM handler exits from inside its event loop, with tracebacks and
     without reliably pausing the schedules).
     """
-    import asyncio
-
-    from prefect.runner import Runner
-
     class _Runner(Runner):
         def handle_sigterm(self, *args, **kwargs) -> None:  # signal handler signature
             raise KeyboardInterrupt
@@ -121,8 +118,6 @@ def _ignore_cancelled(loop, context: dict) -> None:
     ``task.exception()`` on it, which raises ``CancelledError`` and is logged with a traceback
     (3.12 checks ``task.cancelled()`` first). Everything else goes to the default handler.
     """
-    import asyncio
-
     if isinstance(context.get("exception"), asyncio.CancelledError):
         return
     loop.default_exception_handler(context)
@@ -130,8 +125,6 @@ def _ignore_cancelled(loop, context: dict) -> None:
 
 def pause(deployments: list) -> None:
     """Pause the schedules of these (served) deployments."""
-    from prefect.client.orchestration import get_client
-
     with get_client(sync_client=True) as client:
         for d in deployments:
             client.pause_deployment(client.read_deployment_by_name(f"{d.flow_name}/{d.name}").id)
@@ -139,8 +132,6 @@ def pause(deployments: list) -> None:
 
 def deploy(root: Path, p: FlowsParams, pool: str) -> list[str]:
     """Register the deployments with work pool ``pool`` (code from this checkout); returns their ids."""
-    from prefect import Flow
-
     ids = []
     for spec in SPECS:
         source_flow = Flow.from_source(source=str(PROJECT_ROOT), entrypoint=f"flows/pipeline.py:{spec.flow}")

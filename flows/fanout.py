@@ -28,6 +28,7 @@ from typing import Any
 from prefect import flow, task, unmapped
 from prefect.cache_policies import NO_CACHE
 
+from elmo.dvcrepo import remove_outs
 from elmo.errors import StageError
 from elmo.params.flows import DaskParams
 from flows import dvc_run
@@ -98,8 +99,6 @@ def fan_out(root: str, stage: str, module_name: str) -> dict[str, Any]:
 
 def run_fanned_out(root: str, stage: str, spec: dict[str, Any], log) -> dict[str, Any]:
     """Fan ``stage`` out, then make dvc.lock record its outputs (called by the stage task)."""
-    from elmo.dvcrepo import remove_outs
-
     dask = DaskParams.model_validate(spec["dask"])
     removed = remove_outs(root, stage)
     if removed:

@@ -22,6 +22,7 @@ import time
 from typing import Any
 
 from prefect import flow
+from prefect.client.orchestration import get_client
 from prefect.logging import get_run_logger
 from prefect.runtime import deployment, flow_run
 
@@ -121,8 +122,6 @@ def _run_label() -> str:
     try:
         dep = deployment.name if deployment.id else None
         if dep is None and flow_run.parent_deployment_id:
-            from prefect.client.orchestration import get_client
-
             with get_client(sync_client=True) as client:
                 dep = client.read_deployment(flow_run.parent_deployment_id).name
     except Exception:  # a label is never worth failing a run's record

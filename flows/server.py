@@ -8,6 +8,7 @@ Nothing here imports Prefect, so a caller can still choose ``PREFECT_API_URL`` a
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -67,8 +68,6 @@ def _die_with_parent() -> None:
     """In the child, before exec: on Linux, get SIGTERM when the parent dies (even by SIGKILL),
     so a killed ``python -m flows serve`` never leaves an orphaned server behind."""
     try:
-        import ctypes
-
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass

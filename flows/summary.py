@@ -12,12 +12,16 @@ was cached, at the latest run of each stage).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from pathlib import Path
 from typing import Any
 
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
+
 from elmo import dvcrepo
 from elmo.params import Params
+from elmo.tracking import client as tracking_client, resolve_tracking_uri
 
 SUMMARY_KEY = "pipeline-summary"
 
@@ -65,8 +69,6 @@ def metrics_markdown(diff: dict[str, dict[str, dict[str, Any]]]) -> str:
 def registry(params: Params, root: Path) -> dict[str, Any] | None:
     """register's report (``register.report``: per model the version, the champion, what moved), or
     None where register has not written one yet (or it is not readable JSON)."""
-    import json
-
     try:
         report = json.loads((root / params.register.report).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -117,8 +119,6 @@ def tasks_markdown(results: list[dict[str, Any]], report: dict[str, Any] | None)
 
 def mlflow_runs(params: Params, root: Path, since: dt.datetime) -> list[dict[str, Any]]:
     """MLflow runs started since ``since``; else the latest run of each stage. [] when no store yet."""
-    from elmo.tracking import client as tracking_client, resolve_tracking_uri
-
     uri = resolve_tracking_uri(params.mlflow, root)
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
         return []
@@ -212,8 +212,6 @@ def artifact_key(text: str) -> str:
 
 def publish(markdown: str, runs: list[dict[str, Any]], *, failed: bool) -> None:
     """Attach the summary and the MLflow links to the current flow run."""
-    from prefect.artifacts import create_link_artifact, create_markdown_artifact
-
     create_markdown_artifact(key=SUMMARY_KEY, markdown=markdown,
                              description="elmo-ko pipeline run: " + ("failed" if failed else "succeeded"))
     for r in runs:

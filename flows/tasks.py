@@ -12,9 +12,10 @@ from typing import Any
 
 from prefect import task
 from prefect.logging import get_run_logger
+from prefect.tasks import exponential_backoff
 
 from elmo.dvcrepo import stage_state
-from flows import cache, dvc_run
+from flows import cache, dvc_run, fanout as fan
 
 RUN_CACHE_MESSAGE = "is cached - skipping run"  # what `dvc repro` prints when its run-cache restores outputs
 
@@ -36,8 +37,6 @@ def run_stage(root: str, stage: str, force: bool = False, fanout: dict[str, Any]
     started = time.perf_counter()
     before = stage_state(root, stage)
     if fanout is not None and (force or not before.up_to_date):
-        from flows import fanout as fan
-
         report = fan.run_fanned_out(root, stage, fanout, log)
         action = f"fanned out over Dask ({report.get('shards', '?')} shards) and committed"
     else:
@@ -66,8 +65,6 @@ def run_stage(root: str, stage: str, force: bool = False, fanout: dict[str, Any]
 def workspace_task(root: Path, stage: str, *, retries: int, retry_delay_s: float, retry_jitter: float,
                    refresh: bool):
     """``run_stage`` configured for one stage of one workspace (name, retries, storage, refresh)."""
-    from prefect.tasks import exponential_backoff
-
     return run_stage.with_options(
         name=stage,
         task_run_name=stage,

@@ -23,6 +23,7 @@ Used by the crawl stage for the petitions months and by finetune for the KLUE YN
 from __future__ import annotations
 
 import hashlib
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -367,8 +368,6 @@ def fetch_bytes(
     cancel: threading.Event | None = None,
 ) -> bytes:
     """A small file (e.g. a listing) in memory, with the same retries as :func:`fetch_file`."""
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="elmo-fetch-") as tmp:
         dest = Path(tmp) / "body"
         fetch_file(url_or_path, dest, policy=policy, client=client, cancel=cancel)

@@ -14,16 +14,24 @@ batch (tests/test_embed.py checks it).
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
+from elmo.contracts import TEXT_PIPELINE_FILE
 from elmo.data.batch import encode_batch
 from elmo.data.sampler import length_batches
 from elmo.embed.scalar_mix import ScalarMix
+from elmo.io import atomic_path
+from elmo.model import BiLM, vocab_dir
+from elmo.text.pipeline import TextPipeline
+from elmo.tracking import download_artifacts
+from elmo.vocab import Vocabulary
 
 
 @dataclass
@@ -37,8 +45,6 @@ def resolve_model_dir(path_or_uri: str | Path) -> Path:
     """A local biLM directory for a path, or for an MLflow registry URI (``models:/elmo-bilm@champion``)."""
     text = str(path_or_uri)
     if text.startswith(("models:/", "runs:/")):
-        from elmo.tracking import download_artifacts
-
         local = download_artifacts(text)
         found = sorted(p.parent for p in local.rglob("config.json") if (p.parent / "weights.safetensors").is_file())
         if not found:
@@ -74,11 +80,6 @@ class Elmo:
         (saved before the pipeline was; without either, the default normaliser and the vocabulary's
         tokenizer settings, with a warning).
         """
-        from elmo.contracts import TEXT_PIPELINE_FILE
-        from elmo.model import BiLM, vocab_dir
-        from elmo.text.pipeline import TextPipeline
-        from elmo.vocab import Vocabulary
-
         directory = resolve_model_dir(path_or_uri)
         vdir = vocab_dir(directory)
         if vdir is None:
@@ -131,8 +132,6 @@ class Elmo:
     def iter_layers(self, token_lists: Sequence[Sequence[str]], progress: bool = False,
                     desc: str = "elmo layers") -> Iterator[tuple[int, torch.Tensor]]:
         """(index, layers (L+1, n, 2P)) for every sentence, in batch order (not input order)."""
-        from tqdm.auto import tqdm
-
         total = sum(len(t) for t in token_lists)
         with tqdm(total=total, unit="tok", desc=desc, disable=not progress, mininterval=1.0) as bar:
             for idx in self.batches(token_lists):
@@ -165,8 +164,6 @@ EMBED_ARRAYS = ("tokens.npy", "offsets.npy", "line_numbers.npy")  # in every .np
 
 def written_by_embed(path: Path) -> bool:
     """Whether ``path`` looks like an earlier :func:`embed_file` output (an .npz with its arrays)."""
-    import zipfile
-
     try:
         with zipfile.ZipFile(path) as z:
             return set(EMBED_ARRAYS) <= set(z.namelist())
@@ -181,8 +178,6 @@ def embed_file(elmo: Elmo, src: Path, dest: Path, *, layers: bool = True, progre
     offsets[i]:offsets[i+1]), ``line_numbers`` (n_lines,) 1-based line in ``src``, and ``layers``
     (N_tok, L+1, 2P) float32 or ``mixed`` (N_tok, 2P) (the average mix) when ``layers`` is false.
     """
-    from elmo.io import atomic_path
-
     if not src.is_file():
         raise FileNotFoundError(f"{src}: no such file")
     texts, numbers = [], []

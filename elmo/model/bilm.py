@@ -26,7 +26,9 @@ from torch import nn
 
 from elmo.model.char_cnn import CharCNN
 from elmo.model.config import BiLMConfig
+from elmo.model.files import load_bilm, save_bilm
 from elmo.model.softmax import make_softmax
+from elmo.vocab.chars import UNK
 
 # On a CPU, projected LSTMs run PyTorch's own kernel instead of oneDNN's; that is expected, not news.
 warnings.filterwarnings("ignore", message="LSTM with projections is not supported with oneDNN")
@@ -159,15 +161,11 @@ class BiLM(nn.Module):
     # ------------------------------------------------------------------ files
     def save(self, directory: str | Path, vocab_dir: str | Path | None = None, meta: dict | None = None) -> Path:
         """Write config.json + weights.safetensors (+ ``vocab/`` copied from ``vocab_dir``), atomically."""
-        from elmo.model.files import save_bilm
-
         return save_bilm(self, directory, vocab_dir=vocab_dir, meta=meta)
 
     @classmethod
     def load(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> BiLM:
         """Rebuild a saved biLM (no pickle), in eval mode."""
-        from elmo.model.files import load_bilm
-
         return load_bilm(directory, map_location=map_location, model_class=BiLM)
 
     def num_parameters(self) -> int:
@@ -177,8 +175,6 @@ class BiLM(nn.Module):
         """A copy whose character embedding has ``n_chars`` rows (characters added to the vocabulary:
         finetune's adapt, pretrain's ``init: previous``); the added rows start as <unk>'s, so the copy
         computes exactly what this biLM computes until they are trained."""
-        from elmo.vocab.chars import UNK
-
         old = self.token_encoder.embed.weight.detach()
         grown = BiLM(self.config.replace(n_chars=n_chars))
         state = self.state_dict()

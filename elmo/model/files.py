@@ -16,6 +16,8 @@ import shutil
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
 from elmo.io import MODEL_CONFIG_FILE, MODEL_WEIGHTS_FILE, model_directory
 from elmo.model.config import BiLMConfig
@@ -78,9 +80,6 @@ def load_bilm(directory: str | Path, map_location: str | torch.device = "cpu", *
               model_class: type[torch.nn.Module]) -> torch.nn.Module:
     """Rebuild the biLM saved in ``directory`` as ``model_class`` (``BiLM.load`` passes
     :class:`elmo.model.bilm.BiLM`: this module does not import bilm, so the two have no cycle)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     directory = Path(directory)
     doc = read_config(directory)
     weights = directory / WEIGHTS_FILE

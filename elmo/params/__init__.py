@@ -16,6 +16,7 @@ Usage::
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from collections.abc import Callable
@@ -26,6 +27,7 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from elmo.errors import ParamsError
+from elmo.io import atomic_write_text
 from elmo.params.base import Section
 from elmo.params.clean import CleanParams
 from elmo.params.crawl import CrawlParams
@@ -228,12 +230,8 @@ def set_params(path: str | Path, assignments: list[str], check: Callable[[Params
     the file is rewritten (atomically), so a bad assignment leaves the file unchanged. Everything else
     in the file — comments, order, quoting — stays as it was (a ruamel.yaml round trip).
     """
-    import io
-
     from ruamel.yaml import YAML
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
-
-    from elmo.io import atomic_write_text
 
     rt = YAML()
     rt.preserve_quotes = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import polars as pl
 from pydantic import Field, field_validator, model_validator
 
 from elmo.params.base import Section
@@ -24,8 +25,6 @@ def check_pattern(pattern: str, what: str) -> None:
     Here rather than in elmo.text.normalize (which uses it too) so that params never import the
     stages' code: validating params.yaml must not make every stage depend on elmo/clean.
     """
-    import polars as pl
-
     try:
         matches_empty = pl.Series([""]).str.contains(pattern).item()
     except pl.exceptions.PolarsError as err:

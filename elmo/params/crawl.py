@@ -8,6 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from elmo.params.paths import WorkspacePath
 from elmo.params.retry import RetryParams
+from elmo.sources import source_kind
 
 PUBLIC_ARCHIVE = "https://raw.githubusercontent.com/lovit/petitions_archive/master/"
 MONTH_RE = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
@@ -31,8 +32,6 @@ class CrawlParams(RetryParams):  # + timeout_s, retries, backoff_base_s, backoff
     @field_validator("source")
     @classmethod
     def _source_scheme(cls, value: str) -> str:
-        from elmo.sources import source_kind
-
         source_kind(value)  # raises ValueError for anything but http(s) or a local path
         return value
 

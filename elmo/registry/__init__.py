@@ -13,5 +13,7 @@
 * :mod:`elmo.registry.lockfile` — reading dvc.lock (the git operations are :mod:`elmo.gitrepo`, the
   DVC ones :mod:`elmo.dvcrepo`, the project's one DVC adapter).
 
-Submodules import mlflow (and, through elmo.dvcrepo, dvc) lazily; importing this package is cheap.
+The submodules that reach the registry import mlflow at module level (dvc only lazily, inside
+elmo.dvcrepo); this package's own __init__ imports nothing, and the CLI imports the registry only in
+``elmo rollback``.
 """

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from elmo.embed.elmo import Elmo
+
 
 class BiLMEmbedder:
     def __init__(self, elmo) -> None:
@@ -20,8 +22,6 @@ class BiLMEmbedder:
 
     @classmethod
     def load(cls, model_dir: str | Path) -> BiLMEmbedder:
-        from elmo.embed.elmo import Elmo
-
         return cls(Elmo.load(model_dir))
 
     def predict(self, items: Sequence[str] | Sequence[Sequence[str]]) -> list[dict[str, Any]]:

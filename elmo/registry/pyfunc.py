@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow.pyfunc
+import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
@@ -49,8 +50,6 @@ def _text(value: Any, column: str, i: int) -> str:
 
 
 def _tokens(value: Any, column: str, i: int) -> list[str]:
-    import numpy as np
-
     if isinstance(value, dict) and column in value:  # a record {"tokens": [...]}
         value = value[column]
     if isinstance(value, np.ndarray):
@@ -71,8 +70,6 @@ def to_items(model_input: Any, column: str, input_type: str) -> list:
     validated like the Python API: a list whose items are each a text (token list) or a record
     holding one under ``column``; a DataFrame (one column, or one named ``column``) also works.
     Anything else is a ValueError naming the first bad item (nothing is converted to a string)."""
-    import numpy as np
-
     if isinstance(model_input, pd.DataFrame):
         if column in model_input.columns:
             values = model_input[column].tolist()

@@ -28,14 +28,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from elmo import dvcrepo, gitrepo
+import mlflow
+
+from elmo import dvcrepo, gitrepo, tracking
 from elmo.dicts import flatten
 from elmo.errors import StageError
+from elmo.io import atomic_write_json, sha256_dir
 from elmo.log import get_logger
 from elmo.params.mlflow import MlflowParams
 from elmo.params.register import RegisteredModelParams, RegisterParams
 from elmo.registry import champion, store
 from elmo.registry.lockfile import Lock, LockedStage, read_lock
+from elmo.registry.pyfunc import log_dir_model, smoke_test
 from elmo.registry.served import check_served
 
 say = get_logger("registry").info  # human messages to stderr (elmo/log.py); stdout is the report
@@ -183,9 +187,6 @@ def entry(c: Candidate, v: store.Version, *, new: bool, promoted: bool, champion
 
 def training_runs(mlflow_params: MlflowParams, root: Path, client, pending: list[Candidate]) -> dict[str, str]:
     """{candidate key: id of the MLflow run that trained its model}; refuses a model without one."""
-    from elmo import tracking
-    from elmo.io import sha256_dir
-
     experiment_id = tracking.configure(mlflow_params, root)
     found = {}
     for c in pending:
@@ -204,11 +205,6 @@ def _register_new(p: RegisterParams, mlflow_params: MlflowParams, root: Path, cl
                   pending: list[Candidate], commit: str | None, dirty: list[str]) -> dict[str, Any]:
     """Log each pending model into the run that trained it and check it; then register every one
     and decide the alias."""
-    import mlflow
-
-    from elmo import tracking
-    from elmo.registry.pyfunc import log_dir_model, smoke_test
-
     runs = training_runs(mlflow_params, root, client, pending)  # every model has one, before anything is logged
     entries: dict[str, Any] = {}
     logged = {}
@@ -252,9 +248,6 @@ def _register_new(p: RegisterParams, mlflow_params: MlflowParams, root: Path, cl
 
 def register_models(p: RegisterParams, mlflow_params: MlflowParams, root: Path) -> dict[str, Any]:
     """The register stage: returns (and writes to ``p.report``) what happened per model."""
-    from elmo import tracking
-    from elmo.io import atomic_write_json
-
     lock, candidates = collect(p.models, root)
     client = tracking.registry_client(mlflow_params, root)
     commit = gitrepo.head(root) if gitrepo.is_repo(root) else None

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from elmo import dvcrepo, gitrepo
+from elmo import dvcrepo, gitrepo, tracking
 from elmo.errors import StageError
 from elmo.params.mlflow import MlflowParams
 from elmo.params.register import RegisteredModelParams, RegisterParams
@@ -88,8 +88,6 @@ def _head(root: Path) -> str:
 
 
 def _client(mlflow_params: MlflowParams, root: Path):
-    from elmo import tracking
-
     try:
         return tracking.registry_client(mlflow_params, root, create=False)
     except FileNotFoundError:

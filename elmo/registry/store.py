@@ -29,6 +29,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import mlflow
+from mlflow.exceptions import MlflowException
+
 from elmo.errors import StageError
 
 HISTORY_TAG = "champion.history"
@@ -84,8 +87,6 @@ def versions(client, name: str) -> list[Version]:
 
 
 def get(client, name: str, version: int) -> Version | None:
-    from mlflow.exceptions import MlflowException
-
     try:
         return _version(client.get_model_version(name, str(version)))
     except MlflowException as err:
@@ -95,8 +96,6 @@ def get(client, name: str, version: int) -> Version | None:
 
 
 def by_alias(client, name: str, alias: str) -> Version | None:
-    from mlflow.exceptions import MlflowException
-
     try:
         return _version(client.get_model_version_by_alias(name, alias))
     except MlflowException as err:
@@ -113,8 +112,6 @@ def find_by_model_md5(client, name: str, md5: str) -> Version | None:
 
 def register(client, name: str, model_uri: str, tags: dict[str, str], description: str) -> Version:
     """A new version of ``name`` (created on first use) from a logged model, tagged, READY."""
-    import mlflow
-
     mv = mlflow.register_model(model_uri, name, tags=tags, await_registration_for=300)
     if getattr(mv, "status", "READY") != "READY":
         raise StageError(f"MLflow could not register {name} v{mv.version}: {mv.status} {mv.status_message}")

@@ -11,19 +11,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from elmo import gitrepo
+from elmo import gitrepo, tracking
 from elmo.errors import StageError
 from elmo.params.mlflow import MlflowParams
 from elmo.params.register import RegisterParams
 from elmo.registry import store
 from elmo.registry.history import LockHistory, champions_at, commit_of, version_at
+from elmo.registry.lockfile import read_lock
 
 
 def list_versions(p: RegisterParams, mlflow_params: MlflowParams, root: Path) -> list[dict[str, Any]]:
     """Every version of every declared model: metrics, commits, data hashes, champion, workspace."""
-    from elmo import tracking
-    from elmo.registry.lockfile import read_lock
-
     root = Path(root).resolve()
     client = tracking.registry_client(mlflow_params, root, create=False)
     history = LockHistory(root) if gitrepo.is_repo(root) else None

@@ -14,18 +14,30 @@
 from __future__ import annotations
 
 import os
+
+# Idle OpenMP threads sleep instead of spinning: on 2 cores shared with other work, spinning threads
+# made the biLM and the task model 3-4x slower (benchmarks/README.md). OpenMP reads it when torch's
+# library loads, so it is set before the imports below (which import torch), as in `elmo finetune`;
+# an explicit setting is kept. (pyproject.toml lets this module's imports follow it: E402.)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from elmo.budget import warn_clock
 from elmo.log import get_logger
 from elmo.stages import stage_report
-
-# Idle OpenMP threads sleep instead of spinning: on 2 cores shared with other work, spinning threads
-# made the biLM and the task model 3-4x slower (benchmarks/README.md). Takes effect when torch is
-# first imported after this module, as in `elmo finetune`; an explicit setting is kept.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
+from elmo.task import experiment as ex
+from elmo.task.adapt import AdaptOptions
+from elmo.task.experiment import TaskInputs
+from elmo.task.inputs import load_task_data, pretraining_pipeline, tokenize_records, workspace_relative
+from elmo.task.outputs import FinetuneRun, OutputOptions, report, write_outputs
+from elmo.task.variants import VARIANTS
+from elmo.text.pipeline import TextPipeline
+from elmo.tracking import RunTracker, start_run, tag_trained_model
 
 log = get_logger("finetune")
 
@@ -34,11 +46,6 @@ def experiment(params, root: Path, inputs, bilm_dir: Path | None, tracker) -> tu
     """The steps of elmo/task/experiment.py on options made from ``params.finetune`` once: data ->
     biLMs -> layer cache -> train (each variant) -> ensemble -> the table. (what the outputs need,
     {main, main_dev, ensemble, comparison})"""
-    from elmo.budget import warn_clock
-    from elmo.task import experiment as ex
-    from elmo.task.adapt import AdaptOptions
-    from elmo.task.outputs import FinetuneRun
-
     f, seed = params.finetune, params.seed
     data = ex.TaskSplits.build(inputs, ex.SplitOptions(f.heldout_fraction, f.heldout_salt, f.model.word_min_count,
                                                        f.task.train_file), log.info)
@@ -65,23 +72,12 @@ def experiment(params, root: Path, inputs, bilm_dir: Path | None, tracker) -> tu
 
 def output_options(f, root: Path):
     """What finetune writes where (``f``: params.finetune)."""
-    from elmo.task.outputs import OutputOptions
-
     return OutputOptions(task=f.task.name, bilm_mode=f.bilm.mode, out_name=f.out_dir, max_tokens=f.max_tokens,
                          out_dir=root / f.out_dir, metrics=root / f.metrics, comparison=root / f.comparison,
                          comparison_table=root / f.comparison_table, plots_dir=root / f.plots_dir)
 
 
 def run(params, root: Path) -> dict:
-    import torch
-
-    from elmo.task.experiment import TaskInputs
-    from elmo.task.inputs import load_task_data, pretraining_pipeline, tokenize_records, workspace_relative
-    from elmo.task.outputs import report, write_outputs
-    from elmo.task.variants import VARIANTS
-    from elmo.text.pipeline import TextPipeline
-    from elmo.tracking import RunTracker, start_run, tag_trained_model
-
     f = params.finetune
     t0 = time.perf_counter()
     threads = f.train.threads or len(os.sched_getaffinity(0))

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from safetensors.numpy import load_file, save_file
 
 from elmo.io import canonical_safetensors
 from elmo.task.metrics import classification_metrics
@@ -53,8 +54,6 @@ class TfidfModel:
 
     def save(self, directory: str | Path) -> None:
         """Into an existing directory: tfidf.json + tfidf.safetensors (no pickle)."""
-        from safetensors.numpy import save_file
-
         directory = Path(directory)
         v = self.vectorizer
         doc = {"format": FORMAT, "labels": self.labels, "classes": [int(c) for c in self.clf.classes_],
@@ -71,7 +70,6 @@ class TfidfModel:
 
     @classmethod
     def load(cls, directory: str | Path) -> TfidfModel:
-        from safetensors.numpy import load_file
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
 

@@ -28,9 +28,16 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 
+from elmo.embed.cache import pad_layers
+from elmo.embed.elmo import Elmo
 from elmo.io import model_directory
-from elmo.task.model import TaskConfig, TaskModel
+from elmo.model import vocab_dir
+from elmo.task.baseline import TfidfModel
+from elmo.task.ensemble import Ensemble
+from elmo.task.model import BiLMTaskModel, TaskConfig, TaskModel
+from elmo.task.train import TaskData, predict_proba
 from elmo.task.words import TaskWords
 from elmo.text.pipeline import TextPipeline
 
@@ -49,9 +56,6 @@ def save_classifier(directory: str | Path, *, model, labels: list[str], words: T
     ``tfidf`` (a :class:`~elmo.task.baseline.TfidfModel`) and ``ensemble`` (an
     :class:`~elmo.task.ensemble.Ensemble` as a dict) the classifier is their product (``tfidf/``).
     ``layer_dtype``: the precision of the biLM layers the model was trained on (float16 or float32)."""
-    from elmo.model import vocab_dir
-    from elmo.task.model import BiLMTaskModel
-
     directory = Path(directory)
     head = model.head if isinstance(model, BiLMTaskModel) else model
     if head.cfg.use_elmo and bilm_dir is None:
@@ -92,10 +96,6 @@ class Classifier:
 
     @classmethod
     def load(cls, directory: str | Path) -> Classifier:
-        from safetensors.torch import load_file
-
-        from elmo.embed.elmo import Elmo
-
         directory = Path(directory)
         cfg_path = directory / "config.json"
         if not cfg_path.is_file():
@@ -118,9 +118,6 @@ class Classifier:
         elmo = Elmo.load(directory / "bilm", pipeline=pipeline) if model.cfg.use_elmo else None
         tfidf = ensemble = None
         if doc.get("ensemble"):
-            from elmo.task.baseline import TfidfModel
-            from elmo.task.ensemble import Ensemble
-
             tfidf, ensemble = TfidfModel.load(directory / "tfidf"), Ensemble(**doc["ensemble"])
             if tfidf.labels != list(doc["labels"]):
                 raise ValueError(f"{directory / 'tfidf'}: its labels differ from config.json's")
@@ -150,8 +147,6 @@ class Classifier:
     @torch.no_grad()
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """(N, K) class probabilities, columns in ``self.labels`` order."""
-        from elmo.task.train import TaskData, predict_proba
-
         if isinstance(texts, str):
             raise TypeError("predict() takes a list of texts, not one string")
         if len(texts) == 0:
@@ -209,6 +204,4 @@ class _MemoryLayers:
         return np.array([len(h) for h in self._layers])
 
     def padded(self, idx):
-        from elmo.embed.cache import pad_layers
-
         return pad_layers([self._layers[i] for i in idx])

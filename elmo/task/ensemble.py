@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from elmo.task.metrics import probs_metrics
+
 
 def log_softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
@@ -58,8 +60,6 @@ class Ensemble:
 def select_ensemble(p_elmo: np.ndarray, p_tfidf: np.ndarray, y: np.ndarray, labels: list[str],
                     weights: Sequence[float]) -> tuple[Ensemble, list[dict]]:
     """Temperatures and the weight, all on held-out (p_elmo, p_tfidf, y); and each weight's held-out macro-F1."""
-    from elmo.task.metrics import probs_metrics
-
     t_e, t_t = fit_temperature(p_elmo, y), fit_temperature(p_tfidf, y)
     scores, best = [], None
     for w in weights:

@@ -20,15 +20,26 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from elmo.embed.cache import cached_layers
+from elmo.embed.elmo import Elmo
 from elmo.errors import StageError
 from elmo.log import get_logger
-from elmo.task.adapt import AdaptOptions
+from elmo.model import BiLM, vocab_dir
+from elmo.model.files import read_config
+from elmo.stable_hash import unit_hash
+from elmo.task.adapt import AdaptOptions, adapt_bilm, random_bilm
+from elmo.task.baseline import tfidf_lr
+from elmo.task.ensemble import select_ensemble
 from elmo.task.metrics import probs_metrics
 from elmo.task.model import BiLMTaskModel, TaskConfig, TaskModel
 from elmo.task.train import FitResult, TaskData, fit, predict_proba
 from elmo.task.variants import BASELINE, BASELINE_DESCRIPTION, UNFROZEN_MODES, VARIANTS, variant_mode, variant_params
 from elmo.task.words import TaskWords
+from elmo.tracking import NullTracker
+from elmo.train.schedule import UnfreezePlan, bilm_layer_groups
+from elmo.vocab import Vocabulary
 
 MAIN = "main"
 
@@ -46,8 +57,6 @@ class Trained:
 
 def heldout_split(records, fraction: float, salt: str) -> np.ndarray:
     """(N,) bool: which train records form the held-out slice (a stable hash of id, or text without one)."""
-    from elmo.stable_hash import unit_hash
-
     u = np.array([unit_hash(r.id if r.id is not None else r.text, salt) for r in records])
     mask = u < fraction
     if mask.all() or not mask.any():  # a tiny train split: keep one record on each side
@@ -136,14 +145,10 @@ class BiLMs:
         if mode in ("adapted", "adapted_unfrozen"):
             return self.adapt().path
         if mode == "random":
-            from elmo.task.adapt import random_bilm
-
             return random_bilm(self.bilm_dir, self.random_dir, seed=self.seed)
         raise ValueError(f"unknown biLM mode {mode!r}")
 
     def adapt(self):
-        from elmo.task.adapt import adapt_bilm
-
         if self.adapted is None:
             self.adapted = adapt_bilm(self.bilm_dir, self.adapt_texts, self.adapt_dir, self.adapt_opts, log=self.log)
         return self.adapted
@@ -162,9 +167,6 @@ class LayerCache:
         self.seconds = 0.0
 
     def layers(self, bilm_dir: Path, split: str):
-        from elmo.embed.cache import cached_layers
-        from elmo.embed.elmo import Elmo
-
         key = (str(bilm_dir), split)
         if key not in self.caches:
             t0 = time.perf_counter()
@@ -200,8 +202,6 @@ class TaskTrainer:
 
     def __init__(self, data: TaskSplits, bilms: BiLMs, cache: LayerCache, opts: TrainOptions, *,
                  tracker: Any = None, log: Callable[[str], None] | None = None) -> None:
-        from elmo.tracking import NullTracker
-
         self.d, self.bilms, self.cache, self.opts = data, bilms, cache, opts
         self.tracker = tracker if tracker is not None else NullTracker()
         self.log = log if log is not None else get_logger("finetune").info
@@ -229,11 +229,6 @@ class TaskTrainer:
         return bilm_dir
 
     def train(self, name: str, mp, mode: str | None) -> Trained:
-        import torch
-
-        from elmo.model import BiLM
-        from elmo.model.files import read_config
-
         seed = self.opts.seed
         mode = mode if mp.use_elmo else None
         bilm_dir = self.bilm_for(mode) if mode is not None else None
@@ -246,10 +241,6 @@ class TaskTrainer:
                        patience=tp.patience, grad_clip=tp.grad_clip, seed=seed, lr_decay=tp.lr_decay,
                        max_seconds=tp.max_minutes * 60 if tp.max_minutes else None)
         if mode in UNFROZEN_MODES:
-            from elmo.model import vocab_dir
-            from elmo.train.schedule import UnfreezePlan, bilm_layer_groups
-            from elmo.vocab import Vocabulary
-
             u = self.opts.unfreeze
             model = BiLMTaskModel(model, BiLM.load(bilm_dir), Vocabulary.load(vocab_dir(bilm_dir)))
             unfreeze = UnfreezePlan(n_groups=len(bilm_layer_groups(model.bilm)), lr=u.lr, factor=u.factor,
@@ -286,8 +277,6 @@ class TfidfBaseline:
         self._result: dict[str, Any] | None = None
 
     def get(self) -> dict[str, Any]:
-        from elmo.task.baseline import tfidf_lr
-
         if self._result is None:
             d = self.d
             self.log("training tfidf_lr (TF-IDF + logistic regression)")
@@ -303,8 +292,6 @@ def ensemble(main: Trained, mode: str, trainer: TaskTrainer, tfidf: TfidfBaselin
              ) -> dict[str, Any]:
     """The main model (biLM ``mode``) x TF-IDF: temperatures and weight (one of ``weights``) on the
     held-out slice, then dev once."""
-    from elmo.task.ensemble import select_ensemble
-
     d = trainer.d
     sparse = tfidf.get()["model"]
     mode = mode if main.model.cfg.use_elmo else None

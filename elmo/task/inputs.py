@@ -7,14 +7,18 @@ import os
 from pathlib import Path
 from typing import Any
 
+from tqdm.auto import tqdm
+
 from elmo.errors import StageError
+from elmo.model import vocab_dir
+from elmo.task.data import check_labels, read_records
+from elmo.text.pipeline import TextPipeline
+from elmo.vocab import Vocabulary
 
 
 def load_task_data(t, data_dir: Path, pipeline) -> dict[str, Any]:
     """Train/dev records checked (see elmo/task/data.py), their texts normalised by the biLM's text
     pipeline, and the label set."""
-    from elmo.task.data import check_labels, read_records
-
     kw = dict(text_field=t.text_field, label_field=t.label_field, id_field=t.id_field, fmt=t.format,
               invalid_records=t.invalid_records, empty_text=t.empty_text, delimiter=t.delimiter,
               pipeline=pipeline)
@@ -32,8 +36,6 @@ def load_task_data(t, data_dir: Path, pipeline) -> dict[str, Any]:
 def tokenize_records(tokenizer, records, max_tokens: int, report, policy: str, desc: str):
     """Token lists of normalised records (cut at max_tokens, counted); a text with no tokens is skipped
     (counted) or an error. ``tokenizer``: the text pipeline's."""
-    from tqdm.auto import tqdm
-
     kept, tokens, truncated = [], [], 0
     for r in tqdm(records, desc=f"tokenize {desc}", unit="text", mininterval=2.0):
         toks = tokenizer.tokenize(r.text)
@@ -61,10 +63,6 @@ def workspace_relative(read_report: dict, root: Path) -> dict:
 def pretraining_pipeline(bilm_dir: Path):
     """The text pipeline the biLM's corpus was made with (stored in its vocabulary; an old vocabulary
     without one: the default normaliser with its tokenizer settings, and a warning)."""
-    from elmo.model import vocab_dir
-    from elmo.text.pipeline import TextPipeline
-    from elmo.vocab import Vocabulary
-
     vdir = vocab_dir(bilm_dir)
     if vdir is None:
         raise FileNotFoundError(f"{bilm_dir}: the biLM was saved without its vocabulary (vocab/)")

@@ -10,8 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from elmo.budget import summary
 from elmo.io import atomic_path, atomic_write_json, atomic_write_text
 from elmo.params.finetune import PREDICTIONS_FILE
+from elmo.plots import confusion_png, curves_png, write_csv
+from elmo.task.classifier import save_classifier
 from elmo.task.experiment import MAIN, TaskSplits, Trained
 from elmo.task.variants import BASELINE
 
@@ -58,8 +61,6 @@ def write_outputs(run: FinetuneRun, result: dict[str, Any], opts: OutputOptions)
 
 def save_main_model(run: FinetuneRun, result: dict[str, Any], opts: OutputOptions) -> None:
     """The main model (finetune.out_dir): the classifier, its biLM and, as an ensemble, its TF-IDF half."""
-    from elmo.task.classifier import save_classifier
-
     trained: Trained = result["main"]
     main, dev, ens = trained.fit, result["main_dev"], result["ensemble"]
     save_classifier(opts.out_dir, model=trained.model, labels=run.data.labels, words=run.data.words,
@@ -105,8 +106,6 @@ def metrics_doc(run: FinetuneRun, result: dict[str, Any], opts: OutputOptions) -
 def ended_by(run: FinetuneRun) -> str:
     """The run's one word (elmo/budget.py): ``clock`` when a wall clock ended the adaptation or any
     task model (the metrics then depend on this machine's speed), else how the main model ended."""
-    from elmo.budget import summary
-
     return summary(run.ended_by, MAIN)
 
 
@@ -137,8 +136,6 @@ def dev_predictions(run: FinetuneRun, result: dict[str, Any]) -> list[dict[str, 
 def write_plots(run: FinetuneRun, result: dict[str, Any], opts: OutputOptions) -> None:
     """plots/finetune/<task>: the main model's history, one held-out curve per compared model, the dev
     predictions (DVC's confusion plot), and the curves and the confusion matrix as PNG images."""
-    from elmo.plots import confusion_png, curves_png, write_csv
-
     labels = run.data.labels
     dev = result["main_dev"]
     plots = opts.plots_dir

@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 from elmo.errors import StageError
+from elmo.text.mecab import MecabTagger
 
 TAGGERS = ("mecab", "okt", "komoran")
 _NON_BMP = re.compile("([\U00010000-\U0010FFFF]+)")
@@ -66,8 +67,6 @@ class KonlpyJavaTagger:
 
 def make_tagger(name: str):
     if name == "mecab":
-        from elmo.text.mecab import MecabTagger
-
         return MecabTagger()
     if name in JAVA_TAGGERS:
         return KonlpyJavaTagger(name)

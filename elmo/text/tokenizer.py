@@ -22,7 +22,7 @@ from typing import Any
 from elmo.errors import StageError
 from elmo.text.sanitize import sanitize
 from elmo.text.sentences import _TERMINAL, split_sentences
-from elmo.text.taggers import TAGGERS
+from elmo.text.taggers import TAGGERS, make_tagger
 
 _KEYS = ("tagger", "pos_tags", "max_sentence_tokens")
 
@@ -63,8 +63,6 @@ class Tokenizer:
     @property
     def tagger(self):
         if self._tagger is None:
-            from elmo.text.taggers import make_tagger
-
             self._tagger = make_tagger(self.tagger_name)
         return self._tagger
 

@@ -15,9 +15,11 @@ from typing import Any
 
 import lightning as L
 import torch
+from tqdm import tqdm
 
 from elmo.budget import step_pause
 from elmo.log import get_logger
+from elmo.tracking import log_metric_rows
 
 log = get_logger("pretrain")
 
@@ -37,8 +39,6 @@ class MetricSink:
     def log(self, step: int, metrics: dict[str, float]) -> None:
         if self.client is None:
             return
-        from elmo.tracking import log_metric_rows
-
         log_metric_rows(self.client, self.run_id, step, metrics)
 
 
@@ -141,8 +141,6 @@ class StepProgress(L.Callback):
 
     def on_train_start(self, trainer, pl_module) -> None:
         if trainer.is_global_zero:
-            from tqdm import tqdm
-
             self.bar = tqdm(total=self.total, initial=trainer.global_step, desc="pretrain", unit="step",
                             dynamic_ncols=True, file=sys.stderr)
 

@@ -17,9 +17,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
+import elmo
 from elmo.io import atomic_write_json
+from elmo.train.evaluate import evaluate
 
 FINGERPRINT_FILE = "fingerprint.json"
 LAST = "last.ckpt"
@@ -39,8 +42,6 @@ CODE_DIRS = ("model", "train", "data")
 
 def code_files() -> list[Path]:
     """The files :func:`code_hash` reads, in the order it reads them."""
-    import elmo
-
     root = Path(elmo.__file__).parent
     return [f for sub in CODE_DIRS for f in sorted((root / sub).glob("*.py"))]
 
@@ -118,8 +119,6 @@ class FinalCheckpoint(Callback):
 
 def load_weights(model, ckpt: Path) -> int:
     """The biLM weights of a Lightning checkpoint into ``model`` (tensors only); returns its step."""
-    import torch
-
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
     weights = {k[len("model."):]: v for k, v in state["state_dict"].items() if k.startswith("model.")}
     model.load_state_dict(weights, strict=True)
@@ -130,8 +129,6 @@ def select_weights(model, best: ModelCheckpoint, step: int, subset, *, device, b
     """Keep the better, on the validation batches ``subset``, of the last step (in ``model``) and
     the best validated checkpoint (loaded into ``model`` when it wins). Returns (what was kept,
     the last step's perplexities)."""
-    from elmo.train.evaluate import evaluate
-
     last = evaluate(model, subset, device=device, bf16=bf16, desc="valid (last step)")
     selected = {"from": "last", "step": step, "valid_subset_ppl": last["ppl"]}
     path = Path(best.best_model_path) if best.best_model_path else None

@@ -10,6 +10,7 @@ import torch
 from elmo.log import get_logger
 from elmo.model import BiLM
 from elmo.model.perplexity import exact_losses, perplexities
+from elmo.train.datamodule import valid_batches
 
 
 def evaluate(model: BiLM, batches: Iterable, *, device: str | torch.device = "cpu", bf16: bool = False,
@@ -28,8 +29,6 @@ def split_perplexity(model: BiLM, dataset, split: str, *, batch_tokens: int, max
                      device: str | torch.device = "cpu", bf16: bool = False) -> dict:
     """Exact perplexities of a whole split, or of a fixed sample of ``max_tokens`` tokens of it
     (elmo.train.datamodule.valid_batches), with the token and sentence counts; one console line."""
-    from elmo.train.datamodule import valid_batches
-
     batches = valid_batches(dataset, batch_tokens, max_tokens=max_tokens)
     m = evaluate(model, batches, device=device, bf16=bf16, desc=f"{split} perplexity")
     out = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in m.items()}

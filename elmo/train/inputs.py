@@ -8,10 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from elmo.contracts import SPLITS
+from elmo.data.loader import SentenceDataset
 from elmo.errors import StageError
 from elmo.log import get_logger
 from elmo.model import BiLMConfig
 from elmo.params.pretrain import ModelParams
+from elmo.train.drift import petition_months
+from elmo.vocab import Vocabulary
 
 log = get_logger("pretrain")
 
@@ -29,9 +32,6 @@ class Inputs:
 
 
 def load_inputs(vocab_dir: Path, arrays_dir: Path) -> Inputs:
-    from elmo.data.loader import SentenceDataset
-    from elmo.vocab import Vocabulary
-
     vocab = Vocabulary.load(vocab_dir)
     data = {s: SentenceDataset(arrays_dir, s, vocab) for s in SPLITS}
     for s in SPLITS:
@@ -52,8 +52,6 @@ def model_config(model: ModelParams, vocab) -> BiLMConfig:
 def read_months(path: Path):
     """Each petition's month (clean's table), or None when the table is not there (a workspace
     without clean's output: the biLM then records no months and there is no drift report)."""
-    from elmo.train.drift import petition_months
-
     if not path.is_file():
         log.warning(f"pretrain.petitions: {path} not found: the biLM records no months, no drift report")
         return None

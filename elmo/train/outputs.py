@@ -9,6 +9,11 @@ from pathlib import Path
 
 from elmo.io import atomic_write_json
 from elmo.plots import curves_png, write_csv
+from elmo.tracking import log_results, tag_trained_model
+from elmo.train.checkpoints import select_weights
+from elmo.train.datamodule import valid_batches
+from elmo.train.drift import mlflow_metrics
+from elmo.train.evaluate import split_perplexity
 from elmo.train.inputs import Inputs
 
 
@@ -30,10 +35,6 @@ class PretrainPaths:
 def final_metrics(model, inputs: Inputs, train, settings, best, global_step: int, sink) -> dict:
     """The weights to keep (best-by-validation checkpoint or the last step) and their exact
     valid/test perplexities; the last step's validation is added to the plot rows if missing."""
-    from elmo.train.checkpoints import select_weights
-    from elmo.train.datamodule import valid_batches
-    from elmo.train.evaluate import split_perplexity
-
     subset = valid_batches(inputs.data["valid"], train.batch_tokens, max_batches=train.val_batches)
     selected, last_m = select_weights(model, best, global_step, subset, device=settings.device, bf16=settings.bf16)
     if not sink.valid_rows or sink.valid_rows[-1]["step"] != global_step:
@@ -50,9 +51,6 @@ def write_outputs(paths: PretrainPaths, preset: str, model, metrics: dict, sink,
                   vocab_dir: Path) -> None:
     """The biLM directory (with the vocabulary in ``vocab_dir``), the DVC plots tables and the metrics
     file (each atomic), and the MLflow results."""
-    from elmo.tracking import log_results, tag_trained_model
-    from elmo.train.drift import mlflow_metrics
-
     out_dir = paths.out_dir
     init = metrics["init"]
     model.cpu().save(out_dir, vocab_dir=vocab_dir, meta={

@@ -14,15 +14,24 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import lightning as L
+
+from elmo.budget import CLOCK, EPOCHS, STEPS, warn_clock
 from elmo.errors import StageError
 from elmo.log import get_logger
 from elmo.params.mlflow import MlflowParams
 from elmo.params.pretrain import InitTrainParams, ModelParams, TrainerParams, TrainParams
-from elmo.train.drift import drift_line, plan_drift, seen_months
+from elmo.tracking import client as tracking_client, start_run
+from elmo.train.callbacks import MetricSink, StepPause, StepProgress, TrainingLog
+from elmo.train.checkpoints import FinalCheckpoint, checkpoint_callbacks, is_primary_process, prepare
+from elmo.train.datamodule import PretrainData
+from elmo.train.drift import drift_line, measure, plan_drift, seen_months
 from elmo.train.fingerprint import run_fingerprint
-from elmo.train.init import PREVIOUS, SCRATCH, choose_init
+from elmo.train.init import PREVIOUS, SCRATCH, choose_init, continued_train, retype
 from elmo.train.inputs import Inputs, load_inputs, model_config, read_months
+from elmo.train.module import BiLMTask
 from elmo.train.outputs import PretrainPaths, final_metrics, write_outputs
+from elmo.train.trainer import TrainerSettings, build_trainer
 
 log = get_logger("pretrain")
 
@@ -53,8 +62,6 @@ def ended_by(global_step: int, train, asked) -> str:
     """How the fit ended (elmo/budget.py): ``steps`` (max_steps), ``epochs`` (max_epochs, folded into
     ``train.max_steps`` by :func:`fit_budget`; ``asked`` is the preset's train params) or ``clock``
     (max_minutes: Lightning's Timer stopped it before the count; the caller checked interruptions)."""
-    from elmo.budget import CLOCK, EPOCHS, STEPS
-
     if global_step >= train.max_steps:
         return EPOCHS if train.max_steps < asked.max_steps else STEPS
     if train.max_minutes:
@@ -73,18 +80,6 @@ def pretrain(opts: PretrainOptions, paths: PretrainPaths, mlflow_params: MlflowP
     """load inputs -> resolve the trainer -> fingerprint and checkpoints -> build -> fit (tracked in an
     MLflow run of ``mlflow_params``, ``root`` the workspace) -> select and evaluate the weights -> write
     outputs."""
-    import lightning as L
-
-    from elmo.budget import warn_clock
-    from elmo.tracking import client as tracking_client, start_run
-    from elmo.train.callbacks import MetricSink, StepPause, StepProgress, TrainingLog
-    from elmo.train.checkpoints import FinalCheckpoint, checkpoint_callbacks, is_primary_process, prepare
-    from elmo.train.datamodule import PretrainData
-    from elmo.train.drift import measure
-    from elmo.train.init import continued_train, retype
-    from elmo.train.module import BiLMTask
-    from elmo.train.trainer import TrainerSettings, build_trainer
-
     t = opts.train
     primary = is_primary_process()
     ckpt_dir = paths.checkpoint_dir

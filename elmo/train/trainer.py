@@ -21,6 +21,7 @@ from datetime import timedelta
 
 import lightning as L
 import torch
+from lightning.pytorch.strategies import DDPStrategy
 
 from elmo.params.pretrain import TrainerParams, TrainParams
 
@@ -107,8 +108,6 @@ def strategy_for(s: TrainerSettings):
     if s.strategy == "auto" and s.world <= 1:
         return "auto"
     if s.strategy in ("auto", "ddp", "ddp_find_unused_parameters_true"):
-        from lightning.pytorch.strategies import DDPStrategy
-
         return DDPStrategy(process_group_backend="nccl" if s.accelerator == "gpu" else "gloo",
                            find_unused_parameters=s.strategy == "ddp_find_unused_parameters_true")
     return s.strategy
