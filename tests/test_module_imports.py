@@ -70,14 +70,7 @@ LOCAL_IMPORTS_ALLOWED: dict[tuple[str, str], str] = {
 
 # Function-local imports of modules another change is rewriting (elmo/task/adapt.py, elmo/task/train.py);
 # the test fails once one is gone, so an entry is removed with the rewrite.
-PENDING: set[tuple[str, str]] = {
-    ("elmo.task.adapt", "collections"),
-    ("elmo.task.adapt", "tqdm.auto"),
-    ("elmo.task.adapt", "elmo.model"),
-    ("elmo.task.adapt", "elmo.model.files"),
-    ("elmo.task.adapt", "elmo.vocab"),
-    ("elmo.task.train", "tqdm.auto"),
-}
+PENDING: set[tuple[str, str]] = set()
 
 
 def module_name(path: Path) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,9 +32,12 @@ from elmo.data.batch import encode_batch
 from elmo.data.sampler import length_batches
 from elmo.embed.cache import model_fingerprint, tokens_fingerprint
 from elmo.errors import StageError
+from elmo.model import BiLM, vocab_dir
+from elmo.model.files import read_config
 from elmo.model.perplexity import exact_losses, perplexity as lm_perplexity
 from elmo.task.loop import TrainLoop
 from elmo.train.schedule import slanted_triangular
+from elmo.vocab import Vocabulary
 
 FORMAT = "elmo-ko/adapted-bilm-v2"  # v2: meta.adapt has ended_by, no timings
 
@@ -73,7 +77,6 @@ def adapt_key(bilm_dir: Path, token_lists: list[list[str]], opts: AdaptOptions) 
 
 def extend_chars(vocab, token_lists: list[list[str]], min_count: int):
     """``vocab`` with the task's missing characters (seen >= ``min_count`` times) appended; and those characters."""
-    from collections import Counter
 
     return vocab.with_more_chars(Counter(t for toks in token_lists for t in toks), min_count)
 
@@ -101,9 +104,6 @@ def perplexity(bilm, vocab, token_lists: list[list[str]], batch_tokens: int = 40
 def adapt_bilm(bilm_dir: str | Path, token_lists: list[list[str]], out_dir: str | Path, opts: AdaptOptions,
                log: Callable[[str], None] = print) -> AdaptResult:
     """The biLM of ``bilm_dir`` adapted on ``token_lists``, saved to ``out_dir`` (reused when its key matches)."""
-    from elmo.model import BiLM, vocab_dir
-    from elmo.model.files import read_config
-    from elmo.vocab import Vocabulary
 
     bilm_dir, out_dir = Path(bilm_dir), Path(out_dir)
     token_lists = [t for t in token_lists if t]
@@ -173,8 +173,6 @@ def _pipeline_files(vdir: Path) -> dict:
 
 def random_bilm(bilm_dir: str | Path, cache_dir: str | Path, seed: int) -> Path:
     """The control: a biLM of ``bilm_dir``'s shape and vocabulary with untrained (seeded) weights, saved once."""
-    from elmo.model import BiLM, vocab_dir
-    from elmo.model.files import read_config
 
     bilm_dir = Path(bilm_dir)
     cfg = read_config(bilm_dir)["config"]
