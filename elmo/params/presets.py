@@ -3,7 +3,8 @@
 Each preset is the keys it sets over the code defaults of ``ModelParams`` / ``TrainParams``
 (elmo/params/pretrain.py); ``pretrain.presets`` in params.yaml only overrides or adds presets, key
 by key (``elmo params show`` prints them resolved). ``medium`` is ``small`` with a wider LSTM and
-about twice the tokens (measured: README, valid perplexity 91.6 in 60 min on 2 cores). Every preset ends by ``max_steps`` (or ``max_epochs``): a
+about twice the tokens (measured: README, valid perplexity 91.6 in 60 min on 2 cores).
+Every preset ends by ``max_steps`` (or ``max_epochs``): a
 wall clock (``max_minutes``) is an opt-in that makes the result depend on the machine's speed.
 """
 
