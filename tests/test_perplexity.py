@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from elmo.data.batch import encode_batch
 from elmo.model.perplexity import exact_losses, perplexities, perplexity
 from elmo.train.evaluate import evaluate
 
@@ -73,7 +74,7 @@ def test_adapt_perplexity_is_the_old_number(tiny) -> None:
         nll, n = 0.0, 0
         lengths = np.array([len(t) for t in token_lists])
         for idx in _batches(lengths, batch_tokens, np.random.default_rng(0)):
-            b = vocab.encode_batch([token_lists[i] for i in idx])
+            b = encode_batch(vocab, [token_lists[i] for i in idx])
             loss = bilm.loss(bilm(b.chars, b.mask), b.fwd_targets, b.bwd_targets, exact=True)
             nll += float(loss.nll_fwd + loss.nll_bwd)
             n += loss.n_fwd + loss.n_bwd
@@ -88,7 +89,7 @@ def test_adapt_perplexity_is_the_old_number(tiny) -> None:
 
 def test_evaluate_is_the_old_loop(tiny) -> None:
     bilm, vocab, tokens = tiny
-    batches = [vocab.encode_batch(tokens[i:i + 5]) for i in range(0, len(tokens), 5)]
+    batches = [encode_batch(vocab, tokens[i:i + 5]) for i in range(0, len(tokens), 5)]
 
     @torch.no_grad()
     def old(model, batches):  # elmo/train/evaluate.py before (cpu, no bf16)
