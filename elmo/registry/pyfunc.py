@@ -24,7 +24,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import mlflow.pyfunc
+with warnings.catch_warnings():  # importing mlflow.pyfunc warns that its own Any hints are not validated
+    warnings.filterwarnings("ignore", message=".*Any type hint is inferred as AnyType.*")
+    import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException

@@ -11,12 +11,16 @@ the one measured, so the registered metric is the served model's.
 from __future__ import annotations
 
 import csv
+import warnings
 from pathlib import Path
 
-import mlflow.pyfunc
 import pandas as pd
 
 from elmo.errors import StageError
+
+with warnings.catch_warnings():  # importing mlflow.pyfunc warns that its own Any hints are not validated
+    warnings.filterwarnings("ignore", message=".*Any type hint is inferred as AnyType.*")
+    import mlflow.pyfunc
 
 COLUMNS = ("text", "actual", "predicted")
 
