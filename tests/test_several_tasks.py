@@ -32,12 +32,13 @@ GIT_ENV = {"GIT_AUTHOR_NAME": "elmo-test", "GIT_AUTHOR_EMAIL": "elmo-test@localh
            "GIT_COMMITTER_NAME": "elmo-test", "GIT_COMMITTER_EMAIL": "elmo-test@localhost"}
 
 
-def sh(root: Path, *args: str) -> str:
+def sh(root: Path, *args: str, stdout_only: bool = False) -> str:
+    """Run a command; its stdout and stderr (``stdout_only``: stdout alone, e.g. a --json report)."""
     env = {**os.environ, **GIT_ENV, "DVC_NO_ANALYTICS": "1",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     r = subprocess.run(args, cwd=root, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, f"{' '.join(args)}: exit {r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
-    return r.stdout + r.stderr
+    return r.stdout if stdout_only else r.stdout + r.stderr
 
 
 def dvc(root: Path, *args: str) -> str:
@@ -93,16 +94,17 @@ def test_several_tasks_each_registered_with_its_own_champion(two_tasks) -> None:
     assert report["ynat"]["name"] == "elmo-ynat" and report["sentiment"]["name"] == "elmo-sentiment"
     for key in ("ynat", "sentiment", "bilm"):
         assert report[key]["version"] == 1 and report[key]["champion"] == 1
-    rows = json.loads(sh(root, "elmo", "rollback", "--list", "--json"))
+    rows = json.loads(sh(root, "elmo", "rollback", "--list", "--json", stdout_only=True))
     champions = {r["model"]: r["version"] for r in rows if r["champion"]}
     assert champions == {"elmo-bilm": 1, "elmo-ynat": 1, "elmo-sentiment": 1}
 
 
 def test_several_tasks_predict_answers_per_task(two_tasks) -> None:
     root = two_tasks["root"]
-    sentiment = json.loads(sh(root, "elmo", "predict", "--task", "sentiment", "--json", "배송이 빠르고 아주 만족한다"))
+    sentiment = json.loads(sh(root, "elmo", "predict", "--task", "sentiment", "--json", "배송이 빠르고 아주 만족한다",
+                              stdout_only=True))
     assert sentiment[0]["label"] in {"0", "1", "2"} and set(sentiment[0]["probs"]) == {"0", "1", "2"}
-    ynat = json.loads(sh(root, "elmo", "predict", "--task", "ynat", "--json", "손흥민 시즌 10호 골"))
+    ynat = json.loads(sh(root, "elmo", "predict", "--task", "ynat", "--json", "손흥민 시즌 10호 골", stdout_only=True))
     assert ynat[0]["label"] in ynat[0]["probs"] and set(ynat[0]["probs"]) == {"IT과학", "스포츠", "정치"}  # the fixture
     r = subprocess.run(["elmo", "predict", "--task", "nope", "x"], cwd=root, capture_output=True, text=True,
                        env={**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"})
@@ -129,5 +131,5 @@ def test_several_tasks_a_change_to_one_task_reruns_only_its_stages(two_tasks) ->
     # one task's model goes back on its own: elmo-sentiment v1's files and champion, ynat's untouched
     sh(root, "elmo", "rollback", "--to", "elmo-sentiment:1")
     assert (root / "metrics/finetune/sentiment.json").read_text(encoding="utf-8") == run_1
-    rows = json.loads(sh(root, "elmo", "rollback", "--list", "--json"))
+    rows = json.loads(sh(root, "elmo", "rollback", "--list", "--json", stdout_only=True))
     assert {r["model"]: r["version"] for r in rows if r["champion"]}["elmo-sentiment"] == 1
