@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from helpers.imports import from_module
+
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("elmo", "flows")  # the project's own code; everything else is a pinned dependency
 
@@ -54,12 +56,7 @@ def imported_modules(path: Path) -> set[str]:
         if isinstance(node, ast.Import):
             found = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")
-                base = base[: len(base) - (node.level - 1)]
-                mod = ".".join(base + ([node.module] if node.module else []))
-            else:
-                mod = node.module or ""
+            mod = from_module(node, package)
             found = [mod] + [f"{mod}.{a.name}" for a in node.names]  # `from pkg import submodule`
         else:
             continue

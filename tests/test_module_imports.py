@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers.imports import find_cycle, from_module
+
 REPO = Path(__file__).resolve().parents[1]
 ROOTS = ("elmo", "flows")
 
@@ -97,12 +99,7 @@ def imported(node: ast.Import | ast.ImportFrom, package: str) -> list[str]:
     is a project module, else a (b is an attribute, or a third-party name); relative ones resolved."""
     if isinstance(node, ast.Import):
         return [a.name for a in node.names]
-    if node.level:
-        base = package.split(".")
-        base = base[: len(base) - (node.level - 1)]
-        mod = ".".join(base + ([node.module] if node.module else []))
-    else:
-        mod = node.module or ""
+    mod = from_module(node, package)
     return [f"{mod}.{a.name}" if is_module(f"{mod}.{a.name}") else mod for a in node.names]
 
 
@@ -205,28 +202,6 @@ def module_graph() -> dict[str, dict[str, str]]:
             if name.split(".")[0] in ROOTS and is_module(name) and name != module_name(f):
                 edges.setdefault(name, f"{f.relative_to(REPO).as_posix()}:{line}")
     return graph
-
-
-def find_cycle(graph: dict[str, dict[str, str]]) -> list[str] | None:
-    state: dict[str, int] = {}
-    path: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        path.append(node)
-        for nxt in sorted(graph.get(node, {})):
-            if state.get(nxt) == 1:
-                return path[path.index(nxt):] + [nxt]
-            if nxt not in state and (found := visit(nxt)):
-                return found
-        path.pop()
-        state[node] = 2
-        return None
-
-    for start in sorted(graph):
-        if start not in state and (found := visit(start)):
-            return found
-    return None
 
 
 def test_module_imports_have_no_cycle() -> None:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from helpers.imports import find_cycle, from_module
+
 REPO = Path(__file__).resolve().parents[1]
 ROOTS = ("elmo", "flows")
 
@@ -49,12 +51,7 @@ def imports_in(source: str, package: str, filename: str = "<source>") -> list[tu
         if isinstance(node, ast.Import):
             out += [(node.lineno, a.name) for a in node.names]
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")
-                base = base[: len(base) - (node.level - 1)]
-                mod = ".".join(base + ([node.module] if node.module else []))
-            else:
-                mod = node.module or ""
+            mod = from_module(node, package)
             for a in node.names:
                 sub = f"{mod}.{a.name}"
                 out.append((node.lineno, sub if is_module(sub) else mod))
@@ -74,29 +71,6 @@ def package_graph() -> dict[str, dict[str, list[str]]]:
                 if dst != src and where not in edges.setdefault(dst, []):
                     edges[dst].append(where)
     return graph
-
-
-def find_cycle(graph: dict[str, dict[str, list[str]]]) -> list[str] | None:
-    """One cycle ``[a, b, ..., a]`` of the graph, or None (depth-first search, nodes in sorted order)."""
-    state: dict[str, int] = {}  # 1: on the current path, 2: done
-    path: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        path.append(node)
-        for nxt in sorted(graph.get(node, {})):
-            if state.get(nxt) == 1:
-                return path[path.index(nxt):] + [nxt]
-            if nxt not in state and (found := visit(nxt)):
-                return found
-        path.pop()
-        state[node] = 2
-        return None
-
-    for start in sorted(graph):
-        if start not in state and (found := visit(start)):
-            return found
-    return None
 
 
 def describe(cycle: list[str], graph: dict[str, dict[str, list[str]]]) -> str:
